@@ -1,0 +1,1 @@
+"""Policies that answer one interface: observation history (+ goal) in, action chunk out."""
