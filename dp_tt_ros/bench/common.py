@@ -1,0 +1,48 @@
+"""Shared helpers for benchmarks: robust statistics, machine description, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """Median and tail percentiles: benchmarks quote medians, tails show jitter."""
+    values = np.asarray(samples, dtype=float)
+    if values.size == 0:
+        raise ValueError('no samples to summarize')
+    return {
+        'n': int(values.size),
+        'median': float(np.median(values)),
+        'p90': float(np.percentile(values, 90)),
+        'p99': float(np.percentile(values, 99)),
+        'min': float(values.min()),
+        'max': float(values.max()),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+    return {
+        'platform': platform.platform(),
+        'processor': platform.processor() or platform.machine(),
+        'cpu_count': os.cpu_count(),
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'torch_threads': torch.get_num_threads(),
+        'cuda': torch.cuda.is_available(),
+    }
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike | None) -> None:
+    """Print a one-line summary of ``result`` as JSON, and write it to ``path`` if given."""
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + '\n')
+    print(text)

@@ -1,0 +1,1 @@
+"""Receding-horizon execution shared by the executor node and the evaluator."""

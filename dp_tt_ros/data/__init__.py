@@ -1,0 +1,1 @@
+"""Episode stores, demo collection and training windows."""

@@ -1,0 +1,1 @@
+"""PyBullet Panda world, Gymnasium tasks and scripted experts."""
