@@ -1,0 +1,336 @@
+"""
+``dp-tt-ros bench ros``: observation capture to first command, through the real node graph.
+
+The perception, policy and executor nodes run as separate processes, exactly as ``dp-tt-ros
+sim`` starts them (same parameter files, wall time). This process stands in for the robot: it
+publishes ``/joint_states`` (and a goal, object state and camera frame when the checkpoint
+observes them) and listens to the executor's ``/forward_position_controller/commands``.
+
+One trial:
+
+1. publish a new ``/sim/task_status`` episode: perception, policy and executor drop their state,
+   so the executor will hold the next measured position and nothing from earlier is in flight;
+2. after a settling pause publish one observation captured now (``t_capture``), the arm at the
+   home pose;
+3. the executor holds that pose until the chunk conditioned on this observation arrives; the
+   first command received after the chunk that differs from the hold is the first command caused
+   by the observation (``t_command``);
+4. overhead = ``t_command - t_capture - inference``, where inference is the policy's own
+   ``act()`` time for this chunk, reported on ``/policy/timing``.
+
+The overhead therefore contains every DDS hop (sensor to perception, context to policy, chunk to
+executor, command to this process), perception's encoding, the policy node's hand-off to its
+inference thread, and the wait for the executor's next control tick. Components are reported
+too, from the policy's receive/publish stamps (all clocks are this machine's system clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+from tqdm import tqdm
+
+from dp_tt_ros.bench.common import machine_info, summarize, write_json
+from dp_tt_ros.cli import CommandError
+from dp_tt_ros.paths import config_dir
+from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
+
+TARGET_P99_MS = 5.0
+GRAPH_NODES = ('perception', 'policy', 'executor')
+START_TIMEOUT_S = 120.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--checkpoint', default='', metavar='DIR',
+                        help='checkpoint directory (default: the shipped models/'
+                             '<policy-type>_<task>)')
+    parser.add_argument('--policy-type', default='diffusion',
+                        choices=('diffusion', 'transformer', 'bc'))
+    parser.add_argument('--task', default='reach', help='task of the default checkpoint')
+    parser.add_argument('--trials', type=int, default=100, metavar='N',
+                        help='measured observation -> command trials')
+    parser.add_argument('--warmup-trials', type=int, default=3, metavar='N',
+                        help='trials run first and not measured')
+    parser.add_argument('--settle', type=float, default=0.25, metavar='S',
+                        help='seconds between the episode change and the observation')
+    parser.add_argument('--trial-timeout', type=float, default=10.0, metavar='S',
+                        help='seconds to wait for the first command of a trial')
+    parser.add_argument('--control-rate', type=float, default=200.0, metavar='HZ',
+                        help="executor command rate")
+
+
+class _Probe:
+    """The robot stand-in: publishes observations and times the executor's commands."""
+
+    def __init__(self, spec: Any) -> None:
+        import rclpy
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import Float64MultiArray
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.spec = spec
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node('bench_ros_probe', context=self.context)
+        reliable = QoSProfile(depth=10)
+        node = self.node
+        self.joint_pub = node.create_publisher(JointState, '/joint_states', reliable)
+        self.status_pub = node.create_publisher(DiagnosticStatus, '/sim/task_status', reliable)
+        self.goal_pub = node.create_publisher(PoseStamped, '/goal', reliable)
+        self.object_pub = node.create_publisher(Float64MultiArray, '/sim/object_state', reliable)
+        self.image_pub = node.create_publisher(Image, '/camera/image_raw', reliable)
+        self.lock = threading.Lock()
+        self.commands: list[tuple[int, np.ndarray]] = []
+        self.chunks: dict[int, int] = {}
+        self.timings: dict[int, dict[str, int]] = {}
+        node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+                                 self._on_command, QoSProfile(depth=1000))
+        node.create_subscription(JointTrajectory, '/policy/action_chunk', self._on_chunk,
+                                 QoSProfile(depth=100))
+        node.create_subscription(DiagnosticStatus, '/policy/timing', self._on_timing,
+                                 QoSProfile(depth=100))
+        from rclpy.executors import SingleThreadedExecutor
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_command(self, msg: Any) -> None:
+        received = time.time_ns()
+        with self.lock:
+            self.commands.append((received, np.asarray(msg.data, dtype=np.float64)))
+
+    def _on_chunk(self, msg: Any) -> None:
+        received = time.time_ns()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.chunks.setdefault(stamp, received)
+
+    def _on_timing(self, msg: DiagnosticStatus) -> None:
+        values = {item.key: int(item.value) for item in msg.values}
+        with self.lock:
+            self.timings[values['capture_stamp_ns']] = values
+
+    def graph_ready(self) -> bool:
+        node = self.node
+        return (self.joint_pub.get_subscription_count() >= 2
+                and self.status_pub.get_subscription_count() >= 3
+                and node.count_publishers('/policy/action_chunk') >= 1
+                and node.count_publishers('/forward_position_controller/commands') >= 1)
+
+    def new_episode(self, episode: int) -> None:
+        self.status_pub.publish(DiagnosticStatus(name='bench ros', values=[
+            KeyValue(key='episode', value=str(episode)), KeyValue(key='seed', value='0')]))
+
+    def publish_observation(self) -> int:
+        """Publish one observation captured now at the home pose; return its stamp (ns)."""
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray
+
+        from dp_tt_ros.ros.context import ns_to_stamp
+        from dp_tt_ros.ros.conversions import image_to_msg
+
+        spec = self.spec
+        if spec.goal_dim:
+            goal = PoseStamped()
+            goal.pose.position.x, goal.pose.position.y, goal.pose.position.z = 0.5, 0.0, 0.3
+            self.goal_pub.publish(goal)
+        if 'object_state' in spec.obs_shapes:
+            size = int(np.prod(spec.obs_shapes['object_state']))
+            self.object_pub.publish(Float64MultiArray(data=[0.0] * size))
+        capture_ns = time.time_ns()
+        stamp = ns_to_stamp(capture_ns)
+        for key in spec.image_keys:
+            height, width, _ = spec.obs_shapes[key]
+            self.image_pub.publish(image_to_msg(np.full((height, width, 3), 128, np.uint8),
+                                                stamp, 'camera'))
+        joints = JointState(name=list(ARM_JOINTS + FINGER_JOINTS))
+        joints.header.stamp = stamp
+        joints.position = HOME_POSITION[:7].tolist() + [float(HOME_POSITION[7])] * 2
+        joints.velocity = [0.0] * 9
+        self.joint_pub.publish(joints)
+        return capture_ns
+
+    def first_command_after_chunk(self, capture_ns: int) -> tuple[int, int] | None:
+        """Return (chunk receipt, first command differing from the hold after it), if seen."""
+        with self.lock:
+            chunk_ns = self.chunks.get(capture_ns)
+            if chunk_ns is None:
+                return None
+            hold = HOME_POSITION
+            for received, command in self.commands:
+                if received > chunk_ns and command.shape == hold.shape and np.max(
+                        np.abs(command - hold)) > 1e-9:
+                    return chunk_ns, received
+        return None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join()
+        self.node.destroy_node()
+        import rclpy
+        rclpy.shutdown(context=self.context)
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def _start_graph(checkpoint: Path, policy_type: str, control_rate: float,
+                 log_dir: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
+    common = ['-p', 'use_sim_time:=false']
+    extra = {
+        'perception': ['-p', f'checkpoint:={checkpoint}', '-p', f'policy_type:={policy_type}'],
+        'policy': ['-p', f'checkpoint:={checkpoint}', '-p', f'policy_type:={policy_type}',
+                   '-p', 'publish_timing:=true', '-p', 'autostart:=true'],
+        'executor': ['-p', f'control_rate:={control_rate}'],
+    }
+    processes = {}
+    for name in GRAPH_NODES:
+        arguments = ['--ros-args']
+        params_file = config_dir() / f'{name}.yaml'
+        if params_file.is_file():
+            arguments += ['--params-file', str(params_file)]
+        log_path = log_dir / f'{name}.log'
+        log = open(log_path, 'w')
+        processes[name] = (subprocess.Popen(
+            [sys.executable, '-m', 'dp_tt_ros', 'node', name, *arguments, *common,
+             *extra[name]], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()),
+            log_path)
+        log.close()
+    return processes
+
+
+def _stop_graph(processes: dict[str, tuple[subprocess.Popen, Path]]) -> None:
+    for process, _ in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process, _ in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _dead_node(processes: dict[str, tuple[subprocess.Popen, Path]]) -> str | None:
+    for name, (process, log_path) in processes.items():
+        if process.poll() is not None:
+            tail = log_path.read_text()[-2000:]
+            return f'node {name} exited with status {process.returncode}:\n{tail}'
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    torch.set_num_threads(1)
+    from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
+    from dp_tt_ros.ros.context import resolve_checkpoint
+
+    if args.trials < 1:
+        raise CommandError(f'--trials must be >= 1, got {args.trials}')
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint, args.policy_type, args.task).resolve()
+        spec = load_policy(checkpoint).spec
+    except (CheckpointError, ValueError) as error:
+        raise CommandError(f'{error}; pass --checkpoint DIR of a trained or saved policy')
+
+    with tempfile.TemporaryDirectory(prefix='bench_ros_') as log_dir:
+        processes = _start_graph(checkpoint, args.policy_type, args.control_rate, Path(log_dir))
+        probe = _Probe(spec)
+        try:
+            if not _wait(lambda: probe.graph_ready() or _dead_node(processes) is not None,
+                         START_TIMEOUT_S) or _dead_node(processes):
+                raise CommandError(_dead_node(processes)
+                                   or f'the graph did not come up within {START_TIMEOUT_S} s')
+            samples = _run_trials(probe, args, processes)
+        finally:
+            probe.close()
+            _stop_graph(processes)
+        if not samples:
+            tails = '\n'.join(f'--- {name}:\n' + log_path.read_text()[-1500:]
+                              for name, (_, log_path) in processes.items())
+            raise CommandError(f'no trial produced a command ({len(probe.chunks)} chunks seen); '
+                               f'node logs:\n{tails}')
+
+    overhead = [s['overhead_ms'] for s in samples]
+    result = {
+        'benchmark': 'ros',
+        'method': ('per trial: new episode on /sim/task_status, then one observation captured at '
+                   't_capture; t_command = receipt here of the first executor command after the '
+                   'chunk for that observation that differs from the held position; overhead = '
+                   't_command - t_capture - pure inference time of that chunk (policy act() '
+                   'time from /policy/timing). Perception, policy and executor run as separate '
+                   'processes with their config files, wall time, forward_position at '
+                   f'{args.control_rate:g} Hz, so the overhead includes 4 DDS hops, perception '
+                   "encoding, the policy's hand-off to its inference thread and the wait for "
+                   "the executor's next control tick."),
+        'checkpoint': str(checkpoint),
+        'policy_type': args.policy_type,
+        'observations': sorted(spec.obs_shapes),
+        'trials': args.trials,
+        'completed_trials': len(samples),
+        'overhead_ms': summarize(overhead),
+        'target_p99_ms': TARGET_P99_MS,
+        'meets_target': summarize(overhead)['p99'] <= TARGET_P99_MS,
+        'inference_ms': summarize([s['inference_ms'] for s in samples]),
+        'end_to_end_ms': summarize([s['end_to_end_ms'] for s in samples]),
+        'components_ms': {
+            'capture_to_policy_receive': summarize([s['perception_ms'] for s in samples]),
+            'policy_handoff_and_publish': summarize([s['policy_overhead_ms'] for s in samples]),
+            'chunk_publish_to_first_command': summarize([s['executor_ms'] for s in samples]),
+        },
+        'executor_control_rate_hz': args.control_rate,
+        'machine': machine_info(),
+    }
+    write_json(result, args.json)
+    return 0
+
+
+def _run_trials(probe: _Probe, args: argparse.Namespace,
+                processes: dict[str, tuple[subprocess.Popen, Path]]) -> list[dict[str, float]]:
+    samples = []
+    total = args.warmup_trials + args.trials
+    for trial in tqdm(range(total), desc='bench ros', unit='trial'):
+        probe.new_episode(trial + 1)
+        time.sleep(args.settle)
+        capture_ns = probe.publish_observation()
+        seen = _wait(lambda: probe.first_command_after_chunk(capture_ns) is not None
+                     and capture_ns in probe.timings, args.trial_timeout)
+        dead = _dead_node(processes)
+        if dead:
+            raise CommandError(dead)
+        if not seen or trial < args.warmup_trials:
+            continue
+        _, command_ns = probe.first_command_after_chunk(capture_ns)
+        timing = probe.timings[capture_ns]
+        inference_ns = timing['inference_ns']
+        samples.append({
+            'overhead_ms': (command_ns - capture_ns - inference_ns) / 1e6,
+            'end_to_end_ms': (command_ns - capture_ns) / 1e6,
+            'inference_ms': inference_ns / 1e6,
+            'perception_ms': (timing['received_ns'] - capture_ns) / 1e6,
+            'policy_overhead_ms': (timing['published_ns'] - timing['received_ns']
+                                   - inference_ns) / 1e6,
+            'executor_ms': (command_ns - timing['published_ns']) / 1e6,
+        })
+    return samples

@@ -1,0 +1,161 @@
+"""
+``dp-tt-ros collect``: scripted-expert demonstrations into an episode store.
+
+Episode ``i`` is fully determined by its seed (scene, expert side choice and noise), recorded in
+``meta/episode_seed``. Appending to an existing store continues after its largest seed, so
+collecting 50 and then 50 more gives the same episodes as collecting 100 at once. Episodes are
+written only when finished, so Ctrl-C or a crash keeps every finished episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from dp_tt_ros.cli import CommandError
+from dp_tt_ros.data.episode_store import EpisodeStore, EpisodeStoreError
+from dp_tt_ros.sim.experts import make_expert
+from dp_tt_ros.sim.tasks import CONTROL_DT, PandaTaskEnv, make_env
+from dp_tt_ros.sim.world import TASKS
+
+OBS_KEYS = ('joint_pos', 'joint_vel', 'object_state', 'goal')
+# Attributes that must agree between a store and an appending collection run.
+FIXED_ATTRS = ('task', 'control_dt', 'image_size')
+
+
+@dataclass
+class CollectSummary:
+    """What one collection run did."""
+
+    stored: int
+    attempts: int
+    successes: int
+    steps: int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--task', required=True, choices=TASKS, help='which task to demonstrate')
+    parser.add_argument('--episodes', type=int, required=True, metavar='N',
+                        help='number of episodes to add to the store')
+    parser.add_argument('--out', required=True, metavar='PATH',
+                        help='episode store (zarr directory); appended to when it exists')
+    parser.add_argument('--image', action='store_true', help='also record camera images')
+    parser.add_argument('--image-size', type=int, default=96, metavar='PIXELS',
+                        help='square image size with --image (default: 96)')
+    parser.add_argument('--noise', type=float, default=0.0, metavar='METRES',
+                        help='std of the expert\'s correlated position perturbation (default: 0)')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of the first episode (default: 0 for a new store, after the '
+                             'largest stored seed when appending)')
+    parser.add_argument('--max-steps', type=int, default=None, metavar='N',
+                        help='episode step limit (default: the task\'s)')
+    parser.add_argument('--keep-failures', action='store_true',
+                        help='store episodes the expert failed too (default: only successes)')
+
+
+Episode = dict[str, np.ndarray]
+
+
+def record_episode(env: PandaTaskEnv, seed: int, noise: float) -> tuple[Episode, bool]:
+    """Run the expert for one seeded episode; return its step arrays and whether it succeeded."""
+    expert = make_expert(env.task, noise=noise, seed=seed)
+    obs, info = env.reset(seed=seed)
+    expert.reset(env)
+    keys = (*obs, 'action', 'reward', 'success')
+    steps: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    done = False
+    while not done:
+        action = expert.act(obs)
+        for key, value in obs.items():
+            steps[key].append(value)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        steps['action'].append(env.world.command.astype(np.float32))
+        steps['reward'].append(np.float32(reward))
+        steps['success'].append(np.bool_(terminated))
+        obs, done = next_obs, terminated or truncated
+    return {key: np.stack(values) for key, values in steps.items()}, bool(info['success'])
+
+
+def collect(store: EpisodeStore, task: str, episodes: int, *, seed: int,
+            image_size: tuple[int, int] | None = None, noise: float = 0.0,
+            max_steps: int | None = None, keep_failures: bool = False,
+            progress: bool = True) -> CollectSummary:
+    """Add ``episodes`` expert episodes to ``store``, seeds counting up from ``seed``."""
+    env = make_env(task, image_size=image_size, max_steps=max_steps)
+    summary = CollectSummary(stored=0, attempts=0, successes=0, steps=0)
+    max_attempts = episodes if keep_failures else 2 * episodes + 10
+    bar = tqdm(total=episodes, desc=f'collect {task}', unit='ep', disable=not progress)
+    try:
+        while summary.stored < episodes:
+            if summary.attempts >= max_attempts:
+                raise RuntimeError(f'the {task} expert succeeded in only {summary.successes} of '
+                                   f'{summary.attempts} attempts')
+            episode_seed = seed + summary.attempts
+            data, success = record_episode(env, episode_seed, noise)
+            summary.attempts += 1
+            summary.successes += success
+            if success or keep_failures:
+                store.add_episode(data, meta={'episode_success': success,
+                                              'episode_seed': np.int64(episode_seed),
+                                              'episode_noise': np.float64(noise)})
+                summary.stored += 1
+                summary.steps += len(data['action'])
+                bar.update(1)
+            bar.set_postfix(success=f'{summary.successes}/{summary.attempts}')
+    finally:
+        bar.close()
+        env.close()
+    return summary
+
+
+def _open_store(path: str, attrs: dict) -> EpisodeStore:
+    if not os.path.exists(path):
+        return EpisodeStore.create(path, attrs)
+    try:
+        store = EpisodeStore.open(path, mode='a')
+    except EpisodeStoreError as error:
+        raise CommandError(str(error)) from error
+    for name in FIXED_ATTRS:
+        if store.attrs.get(name) != attrs[name]:
+            raise CommandError(f'{path} holds {name}={store.attrs.get(name)!r} but this run '
+                               f'records {name}={attrs[name]!r}; use another --out')
+    return store
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise CommandError(f'--episodes must be >= 1, got {args.episodes}')
+    if args.image and args.image_size < 8:
+        raise CommandError(f'--image-size must be >= 8 pixels, got {args.image_size}')
+    if not args.noise >= 0:
+        raise CommandError(f'--noise must be >= 0 metres, got {args.noise}')
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CommandError(f'--max-steps must be >= 1, got {args.max_steps}')
+    image_size = (args.image_size, args.image_size) if args.image else None
+    attrs = {'task': args.task, 'control_dt': CONTROL_DT, 'seed': args.seed or 0,
+             'noise': args.noise, 'image_size': list(image_size) if image_size else None}
+    store = _open_store(args.out, attrs)
+    seed = args.seed
+    if seed is None:
+        seeds = store.episode_meta('episode_seed') if 'episode_seed' in store.meta_keys else []
+        seed = int(np.max(seeds)) + 1 if len(seeds) else 0
+    before = store.n_episodes
+    try:
+        summary = collect(store, args.task, args.episodes, seed=seed, image_size=image_size,
+                          noise=args.noise, max_steps=args.max_steps,
+                          keep_failures=args.keep_failures)
+    except KeyboardInterrupt:
+        print(f'interrupted: {args.out} keeps {store.n_episodes} finished episodes '
+              f'({store.n_episodes - before} from this run)', file=sys.stderr)
+        return 130
+    except RuntimeError as error:
+        raise CommandError(f'{error}; {store.n_episodes - before} episodes were stored') from error
+    print(f'stored {summary.stored} {args.task} episodes ({summary.steps} steps, expert success '
+          f'{summary.successes}/{summary.attempts}) in {args.out}; it now holds '
+          f'{store.n_episodes} episodes')
+    return 0

@@ -1,0 +1,1 @@
+"""Behaviour cloning baseline: the Diffusion Policy encoders with a deterministic MSE head."""

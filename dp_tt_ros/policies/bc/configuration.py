@@ -1,0 +1,52 @@
+"""Everything that defines a BC policy; round-trips through ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.encoders import EncoderConfig
+
+
+@dataclass
+class BCConfig:
+    """Spec, encoder (the same as Diffusion Policy's) and the MLP head's widths."""
+
+    spec: PolicySpec
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    goal_embed_dim: int = 32
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.spec.policy_type != 'bc':
+            raise ValueError(f"spec.policy_type is {self.spec.policy_type!r}; expected 'bc'")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError(f'hidden_dims {self.hidden_dims} is invalid; expected positive '
+                             'widths')
+        if self.goal_embed_dim < 1:
+            raise ValueError(f'goal_embed_dim is {self.goal_embed_dim}; expected >= 1')
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f'dropout is {self.dropout}; expected 0 <= p < 1')
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'spec': self.spec.to_dict(), 'encoder': self.encoder.to_dict(),
+                'hidden_dims': list(self.hidden_dims), 'goal_embed_dim': self.goal_embed_dim,
+                'dropout': self.dropout}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> 'BCConfig':
+        """Parse a (possibly partial) config; sections default when absent."""
+        known = {'spec', 'encoder', 'hidden_dims', 'goal_embed_dim', 'dropout'}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown bc settings {unknown}; expected some of {sorted(known)}')
+        if 'spec' not in data:
+            raise ValueError('bc config lacks "spec"')
+        spec = data['spec']
+        return cls(spec=spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec),
+                   encoder=EncoderConfig.from_dict(data.get('encoder', {})),
+                   hidden_dims=[int(dim) for dim in data.get('hidden_dims', [256, 256])],
+                   goal_embed_dim=int(data.get('goal_embed_dim', 32)),
+                   dropout=float(data.get('dropout', 0.0)))

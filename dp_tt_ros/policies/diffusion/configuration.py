@@ -1,0 +1,124 @@
+"""Everything that defines a Diffusion Policy; round-trips through ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.diffusion.schedulers import SAMPLERS, NoiseScheduleConfig
+from dp_tt_ros.policies.diffusion.transformer_denoiser import TransformerDenoiserConfig
+from dp_tt_ros.policies.diffusion.unet1d import UnetConfig
+from dp_tt_ros.policies.encoders import EncoderConfig
+
+DENOISERS = ('unet', 'transformer')
+BACKENDS = ('reference', 'precomputed', 'packed', 'traced')
+PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
+
+
+@dataclass
+class InferenceOptions:
+    """Inference-time settings that need no retraining (see ``set_inference_options``).
+
+    ``guidance_scale`` w: 1 = goal-conditioned only, 0 = unconditional only, otherwise both passes
+    are combined as ``eps_u + w (eps_c - eps_u)``. ``backend`` picks how the U-Net runs each step:
+    ``reference`` recomputes the condition every step (as diffusion_policy does), ``precomputed``
+    evaluates all FiLM vectors once per chunk, ``packed`` adds the channels-last matmul network,
+    ``traced`` (default) also freezes it into a TorchScript graph. ``precision`` is the dtype of
+    the packed network. The transformer denoiser always runs ``reference``.
+    """
+
+    num_inference_steps: int = 10
+    sampler: str = 'ddim'
+    eta: float = 0.0
+    guidance_scale: float = 1.0
+    backend: str = 'traced'
+    precision: str = 'float32'
+
+    def validate(self, num_train_timesteps: int) -> None:
+        if not 1 <= self.num_inference_steps <= num_train_timesteps:
+            raise ValueError(f'num_inference_steps is {self.num_inference_steps}; expected '
+                             f'1 .. {num_train_timesteps}')
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f'sampler {self.sampler!r} is unknown; expected one of {SAMPLERS}')
+        if self.eta < 0.0:
+            raise ValueError(f'eta is {self.eta}; expected eta >= 0')
+        if self.guidance_scale < 0.0:
+            raise ValueError(f'guidance_scale is {self.guidance_scale}; expected w >= 0')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'backend {self.backend!r} is unknown; expected one of {BACKENDS}')
+        if self.precision not in PRECISIONS:
+            raise ValueError(f'precision {self.precision!r} is unknown; expected one of '
+                             f'{sorted(PRECISIONS)}')
+
+
+@dataclass
+class DiffusionConfig:
+    """Spec, encoder, noise schedule, denoiser, goal conditioning and default inference options."""
+
+    spec: PolicySpec
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    noise: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
+    denoiser: str = 'unet'
+    unet: UnetConfig = field(default_factory=UnetConfig)
+    transformer: TransformerDenoiserConfig = field(default_factory=TransformerDenoiserConfig)
+    goal_embed_dim: int = 32
+    goal_dropout: float = 0.15
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
+
+    def __post_init__(self) -> None:
+        if self.spec.policy_type != 'diffusion':
+            raise ValueError(f'spec.policy_type is {self.spec.policy_type!r}; expected '
+                             "'diffusion'")
+        if self.denoiser not in DENOISERS:
+            raise ValueError(f'denoiser {self.denoiser!r} is unknown; expected one of '
+                             f'{DENOISERS}')
+        if not 0.0 <= self.goal_dropout < 1.0:
+            raise ValueError(f'goal_dropout is {self.goal_dropout}; expected 0 <= p < 1')
+        if self.goal_embed_dim < 1:
+            raise ValueError(f'goal_embed_dim is {self.goal_embed_dim}; expected >= 1')
+        self.inference.validate(self.noise.num_train_timesteps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'spec': self.spec.to_dict(),
+            'encoder': self.encoder.to_dict(),
+            'noise': self.noise.to_dict(),
+            'denoiser': self.denoiser,
+            'unet': self.unet.to_dict(),
+            'transformer': self.transformer.to_dict(),
+            'goal_embed_dim': self.goal_embed_dim,
+            'goal_dropout': self.goal_dropout,
+            'inference': dict(vars(self.inference)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> 'DiffusionConfig':
+        """Parse a (possibly partial) config; sub-sections default when absent."""
+        known = {'spec', 'encoder', 'noise', 'denoiser', 'unet', 'transformer', 'goal_embed_dim',
+                 'goal_dropout', 'inference'}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown diffusion settings {unknown}; expected some of '
+                             f'{sorted(known)}')
+        if 'spec' not in data:
+            raise ValueError('diffusion config lacks "spec"')
+        spec = data['spec']
+        inference = dict(data.get('inference', {}))
+        unknown_inference = sorted(set(inference) - set(vars(InferenceOptions())))
+        if unknown_inference:
+            raise ValueError(f'unknown inference options {unknown_inference}; expected some of '
+                             f'{sorted(vars(InferenceOptions()))}')
+        return cls(
+            spec=spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec),
+            encoder=EncoderConfig.from_dict(data.get('encoder', {})),
+            noise=NoiseScheduleConfig.from_dict(data.get('noise', {})),
+            denoiser=str(data.get('denoiser', 'unet')),
+            unet=UnetConfig.from_dict(data.get('unet', {})),
+            transformer=TransformerDenoiserConfig.from_dict(data.get('transformer', {})),
+            goal_embed_dim=int(data.get('goal_embed_dim', 32)),
+            goal_dropout=float(data.get('goal_dropout', 0.15)),
+            inference=InferenceOptions(**inference),
+        )

@@ -1,0 +1,232 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The Trajectory Transformer as a :class:`~dp_tt_ros.policies.base.Policy`.
+
+The state a transition starts with is the newest low-dimensional observation (joint positions,
+object state) with the goal appended, so one model serves every goal. ``act`` plans from that
+state with beam search and returns the planned actions as the chunk, so the executor's receding
+horizon works exactly as for Diffusion Policy. The tokenizer's bin edges are a buffer of this
+module and travel in ``model.safetensors`` with the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dp_tt_ros.policies.base import Policy, PolicySpec
+from dp_tt_ros.policies.transformer.dataset import TransitionDataset, discounted_values
+from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
+from dp_tt_ros.policies.transformer.planner import (ActionConstraint, BeamPlanner, Plan,
+                                                    PlanningOptions)
+from dp_tt_ros.policies.transformer.tokenizer import Discretizer
+
+MODEL_DEFAULTS: dict[str, Any] = {
+    'n_bins': 100,
+    'strategy': 'uniform',
+    'window_transitions': 10,
+    'n_layer': 4,
+    'n_head': 4,
+    'n_embd': 128,
+    'dropout': 0.1,
+    'discount': 0.99,
+    'action_weight': 5.0,
+    'reward_weight': 1.0,
+    'value_weight': 1.0,
+    'condition_dropout': 0.25,
+}
+GOAL_KEY = 'goal'
+
+
+class TrajectoryTransformerPolicy(Policy):
+    """Discretised transitions, a GPT over them, and a beam-search planner."""
+
+    def __init__(self, spec: PolicySpec, **config: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(config) - set(MODEL_DEFAULTS) - {'planning'})
+        if unknown:
+            raise ValueError(f'unknown transformer settings {unknown}; expected some of '
+                             f'{sorted(MODEL_DEFAULTS) + ["planning"]}')
+        if spec.image_keys:
+            raise ValueError(f'the Trajectory Transformer is low-dim only; got image keys '
+                             f'{spec.image_keys}')
+        self.spec = spec
+        self.settings = {**MODEL_DEFAULTS, **{k: v for k, v in config.items() if k != 'planning'}}
+        self.state_keys = [key for key in spec.obs_shapes if key != GOAL_KEY]
+        self.state_dim = sum(int(np.prod(spec.obs_shapes[key])) for key in self.state_keys)
+        self.state_dim += spec.goal_dim
+        transition_dim = self.state_dim + spec.action_dim + 2
+        self.transition_dim = transition_dim
+        self.tokenizer = Discretizer(transition_dim + 1, int(self.settings['n_bins']),
+                                     str(self.settings['strategy']))
+        self.gpt_config = GPTConfig(
+            n_bins=int(self.settings['n_bins']), transition_dim=transition_dim,
+            block_size=int(self.settings['window_transitions']) * transition_dim,
+            n_layer=int(self.settings['n_layer']), n_head=int(self.settings['n_head']),
+            n_embd=int(self.settings['n_embd']), dropout=float(self.settings['dropout']))
+        self.gpt = TrajectoryGPT(self.gpt_config)
+        planning = {'planning_horizon': spec.horizon, 'discount': self.settings['discount'],
+                    **dict(config.get('planning', {}))}
+        self.options = PlanningOptions().updated(**planning)
+        self.constraints: list[ActionConstraint] = []
+        weights = torch.ones(transition_dim)
+        weights[self.state_dim:self.state_dim + spec.action_dim] = self.settings['action_weight']
+        weights[-2] = self.settings['reward_weight']
+        weights[-1] = self.settings['value_weight']
+        self.register_buffer('loss_weights', weights, persistent=False)
+
+    @property
+    def horizon(self) -> int:
+        return self.options.planning_horizon
+
+    @property
+    def context_dim(self) -> int:
+        return self.state_dim - self.spec.goal_dim
+
+    @property
+    def planner(self) -> BeamPlanner:
+        return BeamPlanner(self.gpt, self.tokenizer, self.state_dim, self.spec.action_dim)
+
+    @classmethod
+    def build(cls, data: Mapping[str, np.ndarray], spec: PolicySpec,
+              **config: Any) -> 'TrajectoryTransformerPolicy':
+        """Create an untrained policy whose tokenizer is fitted on raw episode arrays."""
+        policy = cls(spec, **config)
+        states, actions, rewards, ends = policy._raw_transitions(data)
+        values, returns = discounted_values(rewards, ends, policy.settings['discount'])
+        table = np.concatenate([states, actions, rewards[:, None], values[:, None],
+                                returns[:, None]], axis=1)
+        policy.tokenizer.fit(table)
+        return policy
+
+    def make_dataset(self, data: Mapping[str, np.ndarray]) -> TransitionDataset:
+        """Token windows of ``window_transitions`` transitions from raw arrays + episode_ends."""
+        states, actions, rewards, ends = self._raw_transitions(data)
+        return TransitionDataset(states, actions, rewards, ends, self.tokenizer,
+                                 int(self.settings['window_transitions']),
+                                 float(self.settings['discount']))
+
+    def _raw_transitions(self, data: Mapping[str, np.ndarray]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        needed = [*self.state_keys, 'action', 'reward', 'episode_ends']
+        needed += [GOAL_KEY] if self.spec.goal_dim else []
+        missing = [key for key in needed if key not in data]
+        if missing:
+            raise KeyError(f'transformer training data lacks {missing}; it has {sorted(data)}')
+        ends = np.asarray(data['episode_ends'], dtype=np.int64).reshape(-1)
+        if ends.size == 0:
+            raise ValueError('transformer training data has no episodes (episode_ends is empty)')
+        rows = int(ends[-1])
+        parts = [np.asarray(data[key][:rows], dtype=np.float64).reshape(rows, -1)
+                 for key in self.state_keys + ([GOAL_KEY] if self.spec.goal_dim else [])]
+        states = np.concatenate(parts, axis=1)
+        if states.shape[1] != self.state_dim:
+            raise ValueError(f'state arrays have {states.shape[1]} columns; the spec describes '
+                             f'{self.state_dim}')
+        actions = np.asarray(data['action'][:rows], dtype=np.float64).reshape(rows, -1)
+        rewards = np.asarray(data['reward'][:rows], dtype=np.float64).reshape(rows)
+        return states, actions, rewards, ends
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted cross-entropy of every next token; padded steps carry no loss."""
+        bins = batch['bins'].to(self.loss_weights.device).long()
+        mask = batch['loss_mask'].to(self.loss_weights.device)
+        if self.training and self.settings['condition_dropout'] > 0:
+            rate = float(self.settings['condition_dropout'])
+            drop = torch.rand(bins.shape[0], device=bins.device) < rate
+            bins = bins.clone()
+            bins[drop, 0] = self.gpt_config.null_return
+        inputs, targets = bins[:, :-1], bins[:, 1:]
+        logits = self.gpt(inputs)
+        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 reduction='none').view_as(targets)
+        weights = self.loss_weights[self.gpt.head_index[:targets.shape[1]]]
+        return (losses * weights * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def encode_observations(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Concatenate the raw low-dim state keys per observation step (no learned encoder)."""
+        missing = [key for key in self.state_keys if key not in obs]
+        if missing:
+            raise KeyError(f'observation lacks {missing}; the transformer needs '
+                           f'{self.state_keys}')
+        parts = []
+        for key in self.state_keys:
+            array = np.asarray(obs[key], dtype=np.float32)
+            if array.ndim < 2:
+                raise ValueError(f'obs[{key!r}] must be (B, To, ...), got shape {array.shape}')
+            parts.append(array.reshape(array.shape[0], array.shape[1], -1))
+        return np.concatenate(parts, axis=2)
+
+    def act(self, context: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
+        """Plan from the newest context step of every batch row; return ``(B, H, d_a)``."""
+        return np.stack([plan.actions for plan in self.plan(context, goal)]).astype(np.float32)
+
+    def plan(self, context: np.ndarray, goal: np.ndarray | None = None) -> list[Plan]:
+        """Run the planner per batch row and return the full plans (scores, rewards)."""
+        context = np.asarray(context, dtype=np.float64)
+        if context.ndim != 3 or context.shape[2] != self.context_dim:
+            raise ValueError(f'context must be (B, To, {self.context_dim}), got {context.shape}')
+        if self.spec.goal_dim:
+            if goal is None:
+                raise ValueError(f'the transformer state includes a {self.spec.goal_dim}-d goal; '
+                                 'pass goal=(B, goal_dim)')
+            goal = np.asarray(goal, dtype=np.float64).reshape(context.shape[0], -1)
+            if goal.shape[1] != self.spec.goal_dim:
+                raise ValueError(f'goal must be (B, {self.spec.goal_dim}), got {goal.shape}')
+            states = np.concatenate([context[:, -1], goal], axis=1)
+        else:
+            states = context[:, -1]
+        was_training = self.training
+        self.eval()
+        try:
+            planner = self.planner
+            return [planner.plan(state, self.options, self.constraints,
+                                 goal=None if goal is None else goal[row])
+                    for row, state in enumerate(states)]
+        finally:
+            self.train(was_training)
+
+    def set_inference_options(self, **options: Any) -> None:
+        """Change planning settings by name; ``constraints`` takes ActionConstraint objects."""
+        constraints = options.pop('constraints', None)
+        updated = self.options.updated(**options)
+        if updated.planning_horizon < self.spec.n_action_steps:
+            raise ValueError(f'planning_horizon {updated.planning_horizon} is shorter than '
+                             f'n_action_steps {self.spec.n_action_steps}')
+        if constraints is not None:
+            self.constraints = self._checked_constraints(constraints)
+        self.options = updated
+
+    @staticmethod
+    def _checked_constraints(constraints: Sequence[Any]) -> list[ActionConstraint]:
+        bad = [type(item).__name__ for item in constraints
+               if not isinstance(item, ActionConstraint)]
+        if bad:
+            raise TypeError(f'constraints must be ActionConstraint objects, got {bad}')
+        return list(constraints)
+
+    def config_dict(self) -> dict[str, Any]:
+        planning = {key: value for key, value in vars(self.options).items()}
+        return {'spec': self.spec.to_dict(), **self.settings, 'planning': planning}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> 'TrajectoryTransformerPolicy':
+        config = dict(config)
+        spec = PolicySpec.from_dict(config.pop('spec'))
+        return cls(spec, **config)

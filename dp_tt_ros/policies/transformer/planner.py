@@ -1,0 +1,532 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Beam-search planning over transition tokens, with an exact KV cache.
+
+Three ways to rank plans, each returning the planned ``H x action_dim`` actions:
+
+* ``value``: the Trajectory Transformer's planner. Every beam is repeated ``n_expand`` times,
+  actions are sampled token by token (after top-k / cdf truncation), reward and value are
+  predicted, and beams are ranked by the discounted sum of expected rewards plus the discounted
+  expected value, with expectations over bin centres under the untruncated distribution.
+* ``likelihood``: deterministic beam search over action tokens ranked by the log-likelihood of
+  the whole planned sequence; states, rewards and values are decoded greedily.
+* ``return``: the same search with the model conditioned on a desired return-to-go token.
+
+Constraints mask candidate action tokens before truncation and selection, so a violating token
+is never emitted: a beam with no admissible token dies, and planning fails loudly if all do.
+Decoding either appends one token at a time to a preallocated KV cache (reordered with the
+beams), or re-runs the full window for every token like the reference planner; both see the
+same windows, so they produce the same logits. When a plan outgrows the model's block, the
+oldest whole transitions are dropped, the conditioning token is moved to the new window start,
+and the cache is rebuilt from the new window.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dp_tt_ros.policies.transformer.gpt import KVCache, TrajectoryGPT
+from dp_tt_ros.policies.transformer.tokenizer import Discretizer
+from dp_tt_ros.robot import POSITION_LOWER, POSITION_UPPER
+
+MODES = ('value', 'likelihood', 'return')
+
+
+class PlanningError(RuntimeError):
+    """No plan exists under the given constraints."""
+
+
+@dataclass(frozen=True)
+class PlanningOptions:
+    """Search settings; every field can be changed at inference time."""
+
+    mode: str = 'value'
+    beam_width: int = 32
+    n_expand: int = 2
+    planning_horizon: int = 8
+    top_k: int | None = None
+    cdf: float | None = 0.6
+    discount: float = 0.99
+    target_return: float | None = None
+    use_cache: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f'unknown planning mode {self.mode!r}; expected one of '
+                             f'{list(MODES)}')
+        for name in ('beam_width', 'n_expand', 'planning_horizon'):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f'top_k must be >= 1 or None, got {self.top_k!r}')
+        if self.cdf is not None and not 0.0 <= self.cdf < 1.0:
+            raise ValueError(f'cdf must lie in [0, 1) or be None, got {self.cdf!r}')
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f'discount must lie in (0, 1], got {self.discount!r}')
+        if self.mode == 'return' and self.target_return is None:
+            raise ValueError('mode "return" needs a target_return (desired return-to-go)')
+
+    def updated(self, **changes: Any) -> 'PlanningOptions':
+        known = set(self.__dataclass_fields__)
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f'unknown planning options {unknown}; expected some of '
+                             f'{sorted(known)}')
+        return replace(self, **changes)
+
+
+@dataclass
+class ConstraintQuery:
+    """The choice being made: one action dimension of one planning step, for every beam."""
+
+    step: int
+    horizon: int
+    dim: int
+    action_dim: int
+    chosen: torch.Tensor
+    candidates: torch.Tensor
+    goal: torch.Tensor | None
+
+    @property
+    def is_last_dim(self) -> bool:
+        return self.dim == self.action_dim - 1
+
+    def full_actions(self) -> torch.Tensor:
+        """Every complete candidate action ``(beams, n_bins, action_dim)`` (last dim only)."""
+        if not self.is_last_dim:
+            raise ValueError(f'full actions exist only at the last action dimension, not at '
+                             f'{self.dim}')
+        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
+        chosen = self.chosen[:, None, :].expand(beams, n_bins, self.dim)
+        last = self.candidates[None, :, None].expand(beams, n_bins, 1)
+        return torch.cat([chosen, last], dim=2)
+
+
+class ActionConstraint(ABC):
+    """Which candidate tokens are admissible; ``None`` means all of them."""
+
+    @abstractmethod
+    def allowed(self, query: ConstraintQuery) -> torch.Tensor | None:
+        """Return a ``(beams, n_bins)`` bool mask of admissible candidates, or ``None``."""
+
+
+class JointLimitConstraint(ActionConstraint):
+    """Keep every commanded joint target inside position limits (the Panda's by default)."""
+
+    def __init__(self, lower: Sequence[float] | np.ndarray = POSITION_LOWER,
+                 upper: Sequence[float] | np.ndarray = POSITION_UPPER) -> None:
+        self.lower = torch.as_tensor(np.asarray(lower, dtype=np.float64))
+        self.upper = torch.as_tensor(np.asarray(upper, dtype=np.float64))
+        if self.lower.shape != self.upper.shape or torch.any(self.lower > self.upper):
+            raise ValueError(f'joint limits need lower <= upper of equal length, got '
+                             f'{self.lower.tolist()} and {self.upper.tolist()}')
+
+    def allowed(self, query: ConstraintQuery) -> torch.Tensor:
+        if self.lower.numel() != query.action_dim:
+            raise ValueError(f'{self.lower.numel()} joint limits for {query.action_dim}-d actions')
+        inside = ((query.candidates >= self.lower[query.dim])
+                  & (query.candidates <= self.upper[query.dim]))
+        return inside[None, :].expand(query.chosen.shape[0], -1)
+
+
+InsideFn = Callable[[np.ndarray], np.ndarray]
+KinematicsFn = Callable[[np.ndarray], np.ndarray]
+
+
+def box(lower: Sequence[float], upper: Sequence[float]) -> InsideFn:
+    """Return an ``inside(points (M, d)) -> (M,) bool`` test for an axis-aligned box."""
+    low, high = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    if low.shape != high.shape or np.any(low > high):
+        raise ValueError(f'a box needs lower <= upper of equal length, got {low} and {high}')
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        return np.all((points >= low) & (points <= high), axis=-1)
+    return inside
+
+
+class KeepOutConstraint(ActionConstraint):
+    """Forbid actions whose joint target (or its end-effector position) lies inside a region.
+
+    ``inside`` is any vectorised test ``(M, d) -> (M,) bool``. In ``'joint'`` space it sees the
+    complete joint-target vectors; in ``'cartesian'`` space it sees ``forward_kinematics`` of
+    them (``(M, 3)`` positions). Complete actions exist once the last dimension is chosen, so the
+    mask applies there: a beam whose every completion is inside the region dies.
+    """
+
+    def __init__(self, inside: InsideFn, space: str = 'joint',
+                 forward_kinematics: KinematicsFn | None = None) -> None:
+        if space not in ('joint', 'cartesian'):
+            raise ValueError(f'keep-out space must be "joint" or "cartesian", got {space!r}')
+        if space == 'cartesian' and forward_kinematics is None:
+            forward_kinematics = PandaKinematics().tool_positions
+        self.inside = inside
+        self.space = space
+        self.forward_kinematics = forward_kinematics
+
+    def allowed(self, query: ConstraintQuery) -> torch.Tensor | None:
+        if not query.is_last_dim:
+            return None
+        actions = query.full_actions()
+        flat = actions.reshape(-1, query.action_dim).cpu().numpy()
+        points = flat if self.space == 'joint' else self.forward_kinematics(flat)
+        inside = np.asarray(self.inside(points), dtype=bool).reshape(actions.shape[:2])
+        return torch.from_numpy(~inside)
+
+
+class ReachGoalConstraint(ActionConstraint):
+    """Require the plan's final action to put the tool within ``radius`` of the goal."""
+
+    def __init__(self, radius: float = 0.03,
+                 forward_kinematics: KinematicsFn | None = None) -> None:
+        if radius <= 0.0:
+            raise ValueError(f'goal radius must be > 0 metres, got {radius!r}')
+        self.radius = radius
+        self.forward_kinematics = forward_kinematics or PandaKinematics().tool_positions
+
+    def allowed(self, query: ConstraintQuery) -> torch.Tensor | None:
+        if query.step != query.horizon - 1 or not query.is_last_dim:
+            return None
+        if query.goal is None:
+            raise ValueError('ReachGoalConstraint needs the goal position; plan(..., goal=...)')
+        actions = query.full_actions()
+        points = self.forward_kinematics(actions.reshape(-1, query.action_dim).cpu().numpy())
+        distance = np.linalg.norm(points - query.goal.cpu().numpy()[None, :], axis=-1)
+        return torch.from_numpy(distance <= self.radius).reshape(actions.shape[:2])
+
+
+# (xyz, roll) of each arm joint's origin in its parent link, from pybullet_data's panda.urdf.
+_PANDA_JOINT_ORIGINS = (
+    ((0.0, 0.0, 0.333), 0.0),
+    ((0.0, 0.0, 0.0), -math.pi / 2),
+    ((0.0, -0.316, 0.0), math.pi / 2),
+    ((0.0825, 0.0, 0.0), math.pi / 2),
+    ((-0.0825, 0.384, 0.0), -math.pi / 2),
+    ((0.0, 0.0, 0.0), math.pi / 2),
+    ((0.088, 0.0, 0.0), math.pi / 2),
+)
+_PANDA_FLANGE_TO_TOOL = 0.107 + 0.105
+
+
+@dataclass(frozen=True)
+class PandaKinematics:
+    """Vectorised forward kinematics of the Panda's grasp target (between the fingertips)."""
+
+    base_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    tool_offset: float = _PANDA_FLANGE_TO_TOOL
+
+    def tool_positions(self, joints: np.ndarray) -> np.ndarray:
+        """Map joint vectors ``(M, >= 7)`` to world positions ``(M, 3)`` of the grasp target."""
+        joints = np.asarray(joints, dtype=np.float64)
+        if joints.ndim != 2 or joints.shape[1] < 7:
+            raise ValueError(f'forward kinematics expects (M, >= 7) joint vectors, got '
+                             f'{joints.shape}')
+        count = joints.shape[0]
+        rotation = np.broadcast_to(np.eye(3), (count, 3, 3)).copy()
+        position = np.zeros((count, 3))
+        for index, (offset, roll) in enumerate(_PANDA_JOINT_ORIGINS):
+            position = position + rotation @ np.asarray(offset)
+            rotation = rotation @ _rot_x(roll)
+            angle = joints[:, index]
+            cos, sin = np.cos(angle), np.sin(angle)
+            rot_z = np.zeros((count, 3, 3))
+            rot_z[:, 0, 0], rot_z[:, 0, 1], rot_z[:, 1, 0], rot_z[:, 1, 1] = cos, -sin, sin, cos
+            rot_z[:, 2, 2] = 1.0
+            rotation = rotation @ rot_z
+        position = position + rotation[:, :, 2] * self.tool_offset
+        return position + np.asarray(self.base_position)
+
+
+def _rot_x(angle: float) -> np.ndarray:
+    cos, sin = math.cos(angle), math.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+
+
+@dataclass
+class Plan:
+    """The winning beam: planned actions in robot units and what ranked it."""
+
+    actions: np.ndarray
+    action_tokens: np.ndarray
+    score: float
+    expected_rewards: np.ndarray
+
+
+@dataclass
+class TraceEntry:
+    """One decoding call: the window the model saw (all beams) and the logits it produced."""
+
+    window: torch.Tensor
+    logits: torch.Tensor
+    prefilled: bool
+
+
+class _Beams:
+    """Token windows of all beams plus the decoding state that must follow them."""
+
+    def __init__(self, model: TrajectoryGPT, window: torch.Tensor, use_cache: bool,
+                 trace: list[TraceEntry] | None) -> None:
+        self.model = model
+        self.window = window
+        self.cache: KVCache | None = model.new_cache(window.shape[0]) if use_cache else None
+        self.trace = trace
+        self.per_beam: dict[str, torch.Tensor] = {}
+
+    @property
+    def count(self) -> int:
+        return self.window.shape[0]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.window = self.window.index_select(0, index)
+        if self.cache is not None:
+            self.cache.reorder(index)
+        self.per_beam = {key: value.index_select(0, index) for key, value in self.per_beam.items()}
+
+    def append(self, tokens: torch.Tensor) -> None:
+        self.window = torch.cat([self.window, tokens[:, None]], dim=1)
+
+    def next_logits(self) -> torch.Tensor:
+        """Logits ``(beams, n_bins)`` for the token after the current window."""
+        prefilled = self.cache is None or self.cache.length == 0
+        if self.cache is None:
+            logits = self.model(self.window)[:, -1]
+        elif prefilled:
+            logits = self.model(self.window, self.cache, 0)[:, -1]
+        else:
+            start = self.cache.length
+            logits = self.model(self.window[:, start:], self.cache, start)[:, -1]
+        if self.trace is not None:
+            self.trace.append(TraceEntry(self.window.clone(), logits.clone(), prefilled))
+        return logits.double()
+
+    def drop_front(self, n_tokens: int, new_first: torch.Tensor) -> None:
+        """Drop ``n_tokens`` after the conditioning token, which becomes ``new_first``."""
+        rest = self.window[:, 1 + n_tokens:]
+        self.window = torch.cat([new_first[:, None], rest], dim=1)
+        if self.cache is not None:
+            self.cache.length = 0
+
+
+class BeamPlanner:
+    """Plan action sequences with a trained :class:`TrajectoryGPT` and its tokenizer."""
+
+    def __init__(self, model: TrajectoryGPT, tokenizer: Discretizer, state_dim: int,
+                 action_dim: int) -> None:
+        transition_dim = state_dim + action_dim + 2
+        if model.config.transition_dim != transition_dim:
+            raise ValueError(f'model transition_dim {model.config.transition_dim} does not match '
+                             f'state_dim {state_dim} + action_dim {action_dim} + 2')
+        if tokenizer.n_dims != transition_dim + 1 or tokenizer.n_bins != model.config.n_bins:
+            raise ValueError(f'tokenizer has {tokenizer.n_dims} dims x {tokenizer.n_bins} bins; '
+                             f'expected {transition_dim + 1} x {model.config.n_bins}')
+        self.model = model
+        self.tokenizer = tokenizer
+        self.state_dim = state_dim
+        self.action_dim = action_dim
+        self.transition_dim = transition_dim
+        self.reward_dim = state_dim + action_dim
+        self.value_dim = self.reward_dim + 1
+        self.return_dim = self.reward_dim + 2
+        self.block_transitions = model.config.block_size // transition_dim
+
+    @torch.inference_mode()
+    def plan(self, state: np.ndarray, options: PlanningOptions,
+             constraints: Sequence[ActionConstraint] = (), goal: np.ndarray | None = None,
+             trace: list[TraceEntry] | None = None) -> Plan:
+        """Plan ``options.planning_horizon`` actions from the current ``state`` (one step)."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (self.state_dim,) or not np.all(np.isfinite(state)):
+            raise ValueError(f'plan expects a finite state of shape ({self.state_dim},), got '
+                             f'shape {state.shape}')
+        device = self.model.head_weight.device
+        generator = torch.Generator(device='cpu').manual_seed(options.seed)
+        first = torch.full((1, 1), self.model.config.null_return, dtype=torch.long)
+        if options.mode == 'return':
+            first = self._encode(np.array([options.target_return]), self.return_dim)[None, :]
+        state_tokens = self._encode(state, 0, self.state_dim)[None, :]
+        beams = _Beams(self.model, torch.cat([first, state_tokens], dim=1).to(device),
+                       options.use_cache, trace)
+        goal_tensor = None if goal is None else torch.as_tensor(goal, dtype=torch.float64)
+        beams.per_beam = {
+            'score': torch.zeros(1, dtype=torch.float64, device=device),
+            'actions': torch.zeros(1, 0, self.action_dim, dtype=torch.long, device=device),
+            'rewards': torch.zeros(1, 0, dtype=torch.float64, device=device),
+            'alive': torch.ones(1, dtype=torch.bool, device=device),
+        }
+        horizon = options.planning_horizon
+        for step in range(horizon):
+            if options.mode == 'value':
+                self._value_step(beams, step, options, constraints, goal_tensor, generator)
+            else:
+                self._likelihood_step(beams, step, options, constraints, goal_tensor)
+            if step < horizon - 1:
+                for dim in range(self.state_dim):
+                    self._greedy_token(beams, options, accumulate=options.mode != 'value')
+        best = int(torch.argmax(beams.per_beam['score']))
+        action_tokens = beams.per_beam['actions'][best].cpu()
+        actions = self.tokenizer.decode(
+            action_tokens, slice(self.state_dim, self.reward_dim)).cpu().numpy()
+        return Plan(actions=actions, action_tokens=action_tokens.numpy(),
+                    score=float(beams.per_beam['score'][best]),
+                    expected_rewards=beams.per_beam['rewards'][best].cpu().numpy())
+
+    def _encode(self, values: np.ndarray, first_dim: int,
+                end_dim: int | None = None) -> torch.Tensor:
+        end_dim = first_dim + len(values) if end_dim is None else end_dim
+        return self.tokenizer.encode(values, slice(first_dim, end_dim)).cpu()
+
+    def _room(self, beams: _Beams, options: PlanningOptions) -> None:
+        """Slide the window before the model would be fed more tokens than its block holds."""
+        block = self.model.config.block_size
+        if beams.window.shape[1] <= block:
+            return
+        whole = (beams.window.shape[1] - 1) // self.transition_dim
+        needed = math.ceil((beams.window.shape[1] - block) / self.transition_dim)
+        drop = min(whole, max(needed, self.block_transitions // 2))
+        first = beams.window[:, 0]
+        if options.mode == 'return':
+            first = self._shift_return(beams.window, drop, options.discount)
+        beams.drop_front(drop * self.transition_dim, first)
+
+    def _shift_return(self, window: torch.Tensor, drop: int, discount: float) -> torch.Tensor:
+        """Move the return-to-go from the window start past ``drop`` transitions."""
+        centres = self.tokenizer.centres
+        target = centres[self.return_dim][window[:, 0]]
+        for index in range(drop):
+            reward_token = window[:, 1 + index * self.transition_dim + self.reward_dim]
+            target = target - discount ** index * centres[self.reward_dim][reward_token]
+        target = target / discount ** drop
+        column = slice(self.return_dim, self.return_dim + 1)
+        return self.tokenizer.encode(target[:, None], column)[:, 0]
+
+    def _logits(self, beams: _Beams, options: PlanningOptions) -> torch.Tensor:
+        self._room(beams, options)
+        return beams.next_logits()
+
+    def _greedy_token(self, beams: _Beams, options: PlanningOptions,
+                      accumulate: bool) -> torch.Tensor:
+        logprobs = F.log_softmax(self._logits(beams, options), dim=-1)
+        tokens = logprobs.argmax(dim=-1)
+        if accumulate:
+            beams.per_beam['score'] = beams.per_beam['score'] + logprobs.gather(
+                1, tokens[:, None])[:, 0]
+        beams.append(tokens)
+        return F.softmax(logprobs, dim=-1)
+
+    def _admissible(self, beams: _Beams, logprobs: torch.Tensor, step: int, dim: int,
+                    options: PlanningOptions, constraints: Sequence[ActionConstraint],
+                    goal: torch.Tensor | None) -> torch.Tensor:
+        """Mask constraint violations, then truncate to top-k / the cdf mass (-inf elsewhere)."""
+        if constraints:
+            chosen_tokens = beams.window[:, beams.window.shape[1] - dim:] if dim else \
+                beams.window[:, :0]
+            chosen = self.tokenizer.decode(chosen_tokens.cpu(), slice(self.state_dim,
+                                                                      self.state_dim + dim))
+            query = ConstraintQuery(step=step, horizon=options.planning_horizon, dim=dim,
+                                    action_dim=self.action_dim, chosen=chosen,
+                                    candidates=self.tokenizer.centres[self.state_dim + dim].cpu(),
+                                    goal=goal)
+            for constraint in constraints:
+                allowed = constraint.allowed(query)
+                if allowed is not None:
+                    logprobs = logprobs.masked_fill(~allowed.to(logprobs.device), -math.inf)
+        if options.top_k is not None and options.top_k < logprobs.shape[1]:
+            kth = logprobs.topk(options.top_k, dim=1).values[:, -1:]
+            logprobs = logprobs.masked_fill(logprobs < kth, -math.inf)
+        if options.cdf:
+            ascending, order = torch.sort(logprobs, dim=1)
+            mass = torch.cumsum(ascending.exp(), dim=1)
+            total = mass[:, -1:]
+            dropped = mass < options.cdf * total
+            logprobs = logprobs.masked_fill(
+                torch.zeros_like(dropped).scatter(1, order, dropped), -math.inf)
+        return logprobs
+
+    def _value_step(self, beams: _Beams, step: int, options: PlanningOptions,
+                    constraints: Sequence[ActionConstraint], goal: torch.Tensor | None,
+                    generator: torch.Generator) -> None:
+        """Expand, sample actions, predict reward and value, keep the best ``beam_width``."""
+        expand = torch.arange(beams.count, device=beams.window.device)
+        beams.reorder(expand.repeat_interleave(options.n_expand))
+        actions = []
+        for dim in range(self.action_dim):
+            logprobs = F.log_softmax(self._logits(beams, options), dim=-1)
+            admissible = self._admissible(beams, logprobs, step, dim, options, constraints, goal)
+            dead = torch.isinf(admissible).all(dim=1)
+            beams.per_beam['alive'] = beams.per_beam['alive'] & ~dead
+            weights = admissible.masked_fill(dead[:, None], 0.0).exp().cpu()
+            tokens = torch.multinomial(weights, 1, generator=generator)[:, 0].to(admissible.device)
+            beams.append(tokens)
+            actions.append(tokens)
+        reward_probs = self._greedy_token(beams, options, accumulate=False)
+        value_probs = self._greedy_token(beams, options, accumulate=False)
+        centres = self.tokenizer.centres.to(reward_probs.device)
+        beams.per_beam['rewards'] = torch.cat(
+            [beams.per_beam['rewards'], (reward_probs @ centres[self.reward_dim])[:, None]], dim=1)
+        beams.per_beam['actions'] = torch.cat(
+            [beams.per_beam['actions'], torch.stack(actions, dim=1)[:, None]], dim=1)
+        discounts = options.discount ** torch.arange(step + 1, dtype=torch.float64,
+                                                     device=centres.device)
+        value = value_probs @ centres[self.value_dim]
+        score = beams.per_beam['rewards'] @ discounts + options.discount ** (step + 1) * value
+        score = score.masked_fill(~beams.per_beam['alive'], -math.inf)
+        beams.per_beam['score'] = score
+        self._keep_best(beams, score, options.beam_width)
+
+    def _likelihood_step(self, beams: _Beams, step: int, options: PlanningOptions,
+                         constraints: Sequence[ActionConstraint],
+                         goal: torch.Tensor | None) -> None:
+        """Grow the action token by token, keeping the ``beam_width`` most likely sequences."""
+        for dim in range(self.action_dim):
+            logprobs = F.log_softmax(self._logits(beams, options), dim=-1)
+            admissible = self._admissible(beams, logprobs, step, dim, options, constraints, goal)
+            candidates = beams.per_beam['score'][:, None] + admissible
+            per_beam = min(options.n_expand, candidates.shape[1])
+            top = candidates.topk(per_beam, dim=1)
+            flat_scores = top.values.reshape(-1)
+            keep = flat_scores.topk(min(options.beam_width, flat_scores.numel())).indices
+            keep = keep[torch.isfinite(flat_scores[keep])]
+            if keep.numel() == 0:
+                raise PlanningError(f'no admissible token for action dimension {dim} at '
+                                    f'planning step {step}: every beam violates a constraint')
+            parents = torch.div(keep, per_beam, rounding_mode='floor')
+            tokens = top.indices.reshape(-1)[keep]
+            beams.reorder(parents)
+            beams.append(tokens)
+            beams.per_beam['score'] = flat_scores[keep]
+        n_dims = self.action_dim
+        beams.per_beam['actions'] = torch.cat(
+            [beams.per_beam['actions'], beams.window[:, -n_dims:][:, None]], dim=1)
+        reward_probs = self._greedy_token(beams, options, accumulate=True)
+        self._greedy_token(beams, options, accumulate=True)
+        centres = self.tokenizer.centres.to(reward_probs.device)
+        beams.per_beam['rewards'] = torch.cat(
+            [beams.per_beam['rewards'], (reward_probs @ centres[self.reward_dim])[:, None]], dim=1)
+
+    @staticmethod
+    def _keep_best(beams: _Beams, score: torch.Tensor, beam_width: int) -> None:
+        keep = score.topk(min(beam_width, score.numel())).indices
+        keep = keep[torch.isfinite(score[keep])]
+        if keep.numel() == 0:
+            raise PlanningError('every beam violates a constraint; no admissible plan')
+        beams.reorder(keep)

@@ -1,0 +1,101 @@
+"""Context / chunk message layouts shared by the perception, policy and recorder nodes."""
+
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+import numpy as np
+import pytest
+from std_msgs.msg import Float32MultiArray
+
+from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS
+from dp_tt_ros.ros.context import (
+    checkpoint_id, chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
+    ns_to_stamp, stamp_to_ns, task_episode)
+
+STAMP = 1_732_560_000_123_456_789  # beyond float64's exact integers: must survive exactly
+
+
+def test_context_round_trip_is_exact_with_goal_and_stamp() -> None:
+    rng = np.random.default_rng(0)
+    context = rng.standard_normal((2, 5)).astype(np.float32)
+    goal = np.array([0.4, -0.1, 0.3], np.float32)
+    msg = encode_context(context, goal, STAMP, 'abc123')
+    decoded = decode_context(msg)
+    assert decoded.stamp_ns == STAMP
+    assert decoded.checkpoint_id == 'abc123'
+    np.testing.assert_array_equal(decoded.context, context[None])
+    np.testing.assert_array_equal(decoded.goal, goal[None])
+    # The layout is a valid MultiArrayLayout for the (1, To, C) context after the goal.
+    assert msg.layout.data_offset == 3
+    assert [(d.size, d.stride) for d in msg.layout.dim] == [(1, 10), (2, 10), (5, 5)]
+    assert msg.layout.dim[1].label == 'obs_steps'
+
+
+def test_context_without_goal_decodes_to_none() -> None:
+    decoded = decode_context(encode_context(np.ones((1, 4), np.float32), None, 7, 'x'))
+    assert decoded.goal is None and decoded.context.shape == (1, 1, 4)
+
+
+def test_malformed_context_messages_are_explained() -> None:
+    msg = encode_context(np.ones((2, 3), np.float32), None, 5, 'id')
+    msg.data = msg.data[:-1]
+    with pytest.raises(ValueError, match='expected 1 x'):
+        decode_context(msg)
+    with pytest.raises(ValueError, match='expected'):
+        decode_context(Float32MultiArray())
+    msg = encode_context(np.ones((2, 3), np.float32), None, 5, 'id')
+    msg.layout.dim[0].label = 'capture_stamp_ns=-5'
+    with pytest.raises(ValueError, match='non-negative integer'):
+        decode_context(msg)
+    msg.layout.dim[0].label = 'stamp=5'
+    with pytest.raises(ValueError, match='capture_stamp_ns='):
+        decode_context(msg)
+    with pytest.raises(ValueError, match='obs_steps, features'):
+        encode_context(np.ones(3, np.float32), None, 5, 'id')
+
+
+def test_chunk_to_trajectory_anchors_points_at_the_capture_time() -> None:
+    chunk = np.arange(3 * 8, dtype=np.float32).reshape(3, 8)
+    msg = chunk_to_trajectory(chunk, COMMAND_JOINTS, 0.1, STAMP)
+    assert stamp_to_ns(msg.header.stamp) == STAMP
+    assert msg.joint_names == list(COMMAND_JOINTS)
+    times = [p.time_from_start.sec * 10**9 + p.time_from_start.nanosec for p in msg.points]
+    assert times == [100_000_000, 200_000_000, 300_000_000]
+    np.testing.assert_array_equal([p.positions for p in msg.points], chunk)
+    with pytest.raises(ValueError, match='does not match 7 joints'):
+        chunk_to_trajectory(chunk, ARM_JOINTS, 0.1, STAMP)
+
+
+def test_stamp_conversions_are_inverse() -> None:
+    stamp = ns_to_stamp(STAMP)
+    assert (stamp.sec, stamp.nanosec) == (1_732_560_000, 123_456_789)
+    assert stamp_to_ns(stamp) == STAMP
+
+
+def test_joint_state_vectors_average_the_fingers_in_any_name_order() -> None:
+    names = list(reversed(ARM_JOINTS + FINGER_JOINTS))
+    values = {name: float(i) for i, name in enumerate(ARM_JOINTS)}
+    values.update({FINGER_JOINTS[0]: 0.02, FINGER_JOINTS[1]: 0.04})
+    positions = [values[name] for name in names]
+    pos, vel = joint_state_vectors(names, positions, [])
+    np.testing.assert_allclose(pos, [0, 1, 2, 3, 4, 5, 6, 0.03], rtol=1e-6)
+    np.testing.assert_array_equal(vel, np.zeros(8))
+    with pytest.raises(ValueError, match='lacks joints'):
+        joint_state_vectors(names[1:], positions[1:], [])
+    with pytest.raises(ValueError, match='equal counts'):
+        joint_state_vectors(names, positions, [0.0])
+
+
+def test_checkpoint_id_depends_on_file_contents(tmp_path: Path) -> None:
+    for name in ('config.json', 'model.safetensors'):
+        (tmp_path / name).write_bytes(b'x')
+    first = checkpoint_id(tmp_path)
+    (tmp_path / 'model.safetensors').write_bytes(b'y')
+    assert checkpoint_id(tmp_path) != first and len(first) == 16
+
+
+def test_task_episode_reads_the_episode_key() -> None:
+    status = DiagnosticStatus(values=[KeyValue(key='seed', value='3'),
+                                      KeyValue(key='episode', value='2')])
+    assert task_episode(status) == '2'
+    assert task_episode(DiagnosticStatus()) is None
