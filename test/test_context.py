@@ -1,16 +1,34 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Context / chunk message layouts shared by the perception, policy and recorder nodes."""
 
+import json
 from pathlib import Path
+import threading
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
 import pytest
 from std_msgs.msg import Float32MultiArray
 
+from dp_tt_ros.policies.checkpoint import CheckpointError, FORMAT_VERSION
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS
 from dp_tt_ros.ros.context import (
     checkpoint_id, chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
-    ns_to_stamp, stamp_to_ns, task_episode)
+    LatestOnly, NodeConfigError, ns_to_stamp, resolve_checkpoint, RollingSamples, stamp_to_ns,
+    task_episode)
 
 STAMP = 1_732_560_000_123_456_789  # beyond float64's exact integers: must survive exactly
 
@@ -99,3 +117,50 @@ def test_task_episode_reads_the_episode_key() -> None:
                                       KeyValue(key='episode', value='2')])
     assert task_episode(status) == '2'
     assert task_episode(DiagnosticStatus()) is None
+
+
+def test_latest_only_keeps_the_newest_item_and_counts_replacements() -> None:
+    mailbox: LatestOnly[int] = LatestOnly()
+    assert mailbox.take(timeout=0.0) is None
+    for item in (1, 2, 3):
+        mailbox.put(item)
+    assert mailbox.take(timeout=0.0) == 3
+    assert mailbox.replaced == 2
+    assert mailbox.take(timeout=0.0) is None
+    mailbox.put(4)
+    mailbox.clear()
+    assert mailbox.take(timeout=0.0) is None
+
+    taken: list[int | None] = []
+    waiter = threading.Thread(target=lambda: taken.append(mailbox.take()))
+    waiter.start()
+    mailbox.put(5)
+    waiter.join(timeout=10.0)
+    assert taken == [5]
+    waiter = threading.Thread(target=lambda: taken.append(mailbox.take()))
+    waiter.start()
+    mailbox.close()
+    waiter.join(timeout=10.0)
+    assert taken == [5, None] and not waiter.is_alive()
+
+
+def test_rolling_samples_summarise_the_window() -> None:
+    samples = RollingSamples(size=100)
+    assert samples.key_values('inference_ms') == []
+    for value in range(1, 201):
+        samples.add(float(value))
+    values = {item.key: float(item.value) for item in samples.key_values('inference_ms')}
+    assert values['inference_ms_p50'] == pytest.approx(150.5)
+    assert values['inference_ms_max'] == 200.0 and samples.count == 200
+
+
+def test_resolve_checkpoint_checks_type_and_location(tmp_path: Path) -> None:
+    with pytest.raises(NodeConfigError, match="policy_type='gpt'"):
+        resolve_checkpoint('', 'gpt', 'reach')
+    with pytest.raises(CheckpointError, match='does not exist'):
+        resolve_checkpoint(str(tmp_path / 'missing'), 'diffusion', 'reach')
+    (tmp_path / 'config.json').write_text(
+        json.dumps({'format_version': FORMAT_VERSION, 'policy_type': 'bc', 'policy': {}}))
+    with pytest.raises(CheckpointError, match="holds a 'bc' policy"):
+        resolve_checkpoint(str(tmp_path), 'diffusion', 'reach')
+    assert resolve_checkpoint(str(tmp_path), 'bc', 'reach') == tmp_path

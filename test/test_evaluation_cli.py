@@ -43,8 +43,12 @@ def test_expert_eval_writes_json_markdown_and_gifs(tmp_path, capsys):
     assert '| expert reach | 2 | 100% [' in table
 
 
-def test_real_diffusion_checkpoint_with_inference_options(tmp_path):
-    checkpoint = tiny_diffusion_checkpoint(tmp_path / 'diffusion_pick_place')
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return tiny_diffusion_checkpoint(tmp_path_factory.mktemp('dp') / 'diffusion_pick_place')
+
+
+def test_real_diffusion_checkpoint_with_inference_options(tmp_path, checkpoint):
     report_path = tmp_path / 'dp.json'
     rc = main(['eval', '--checkpoint', str(checkpoint), '--task', DP_TASK, '--episodes', '1',
                '--max-steps', '5', '--num-inference-steps', '3', '--sampler', 'ddpm',
@@ -73,3 +77,45 @@ def test_bad_arguments_give_one_line_errors(arguments, message, capsys):
     assert main(['eval', *arguments]) == 2
     error = capsys.readouterr().err
     assert error.startswith('dp-tt-ros eval: error:') and message in error
+
+
+def test_ros_mode_runs_the_same_seeded_episodes_through_the_node_graph(tmp_path, checkpoint):
+    """Plumbing: the real node graph runs a real checkpoint; seeds and lengths match in-process."""
+    reports = {}
+    for mode in ('in-process', 'ros'):
+        path = tmp_path / f'{mode}.json'
+        rc = main(['eval', '--checkpoint', str(checkpoint), '--task', DP_TASK, '--episodes', '2',
+                   '--seed', '3', '--max-steps', '5', '--json', str(path)]
+                  + (['--ros'] if mode == 'ros' else []))
+        assert rc == 0
+        reports[mode] = json.loads(path.read_text())
+    assert reports['ros']['mode'] == 'ros'
+    for mode, report in reports.items():
+        rows = report['summary']['per_episode']
+        assert [row['seed'] for row in rows] == [3, 4], mode
+        assert all(row['n_commands'] > 0 for row in rows), mode
+        assert all(row['duration'] == pytest.approx(0.5, abs=0.15) for row in rows), mode
+    assert main(['eval', '--checkpoint', str(checkpoint), '--task', DP_TASK, '--ros',
+                 '--latency', '0.2']) == 2
+
+
+def test_shipped_checkpoint_agrees_between_in_process_and_ros(tmp_path):
+    """Success, time-to-goal and collision rates agree within their 95 % CIs in both modes."""
+    from dp_tt_ros import paths
+    from dp_tt_ros.evaluation.metrics import interval_from_dict
+    checkpoint = paths.models_dir() / 'diffusion_reach'
+    if not checkpoint.is_dir():
+        pytest.skip(f'needs the shipped checkpoint {checkpoint}')
+    summaries = {}
+    for mode in ('in-process', 'ros'):
+        path = tmp_path / f'{mode}.json'
+        arguments = ['eval', '--checkpoint', str(checkpoint), '--task', 'reach',
+                     '--episodes', '5', '--json', str(path)]
+        # The graph's perception node sends a context every dt: replan every tick in-process.
+        mode_arguments = ['--ros'] if mode == 'ros' else ['--replan-every', '1']
+        assert main(arguments + mode_arguments) == 0
+        summaries[mode] = json.loads(path.read_text())['summary']
+    for key in ('success_rate', 'collision_rate', 'time_to_goal'):
+        local, ros = summaries['in-process'][key], summaries['ros'][key]
+        if local is not None and ros is not None:
+            assert interval_from_dict(local).overlaps(interval_from_dict(ros)), key

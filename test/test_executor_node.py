@@ -46,7 +46,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dp_tt_ros.robot import (ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION,
                              PANDA_LIMITS)
-from dp_tt_ros.ros.executor_node import ExecutorConfigError, ExecutorNode
+from dp_tt_ros.ros.executor_node import ExecutorConfigError, ExecutorNode, LoopStats
 
 RATE = 200.0
 PERIOD_NS = 5_000_000
@@ -103,6 +103,7 @@ class Probe(Node):
         self.spinner_ = SingleThreadedExecutor(context=context)
         self.spinner_.add_node(self)
         self.now_ns = START_NS
+        self.chunks_handled: Callable[[], int] = lambda: 0
         self.times: list[float] = []  # simulated time of each entry in self.stream
         self.stream: list[np.ndarray] = []
 
@@ -124,19 +125,15 @@ class Probe(Node):
     def publish_clock(self) -> None:
         self.clock_pub.publish(Clock(clock=stamp(self.now)))
 
-    def send_joint_state(self, command: np.ndarray) -> None:
-        """Publish a Panda joint state whose command-layout value is ``command``."""
-        msg = JointState(name=list(ARM_JOINTS + FINGER_JOINTS))
-        msg.header.stamp = stamp(self.now)
-        msg.position = [float(v) for v in command[:7]] + [float(command[7])] * 2
-        self.joint_state_pub.publish(msg)
-
-    def send(self, msg) -> None:
-        """Publish to the executor and let it process the message before time moves on."""
-        publisher = {JointTrajectory: self.chunk_pub, DiagnosticStatus: self.status_pub,
-                     JointState: self.joint_state_pub}[type(msg)]
-        publisher.publish(msg)
-        self.spin_for(0.15)
+    def send(self, msg: JointTrajectory | DiagnosticStatus) -> None:
+        """Publish to the executor and wait until it has handled the message."""
+        if isinstance(msg, JointTrajectory):
+            handled = self.chunks_handled()
+            self.chunk_pub.publish(msg)
+            self.spin_until(lambda: self.chunks_handled() > handled)
+        else:
+            self.status_pub.publish(msg)
+            self.spin_for(0.2)
 
     def step(self, ticks: int = 1) -> np.ndarray:
         """Advance the clock tick by tick; return the command computed for the last tick."""
@@ -186,6 +183,8 @@ class Harness:
         self.probe = Probe(self.probe_context)
         self.probe.publish_clock()
         self.node = ExecutorNode(context=self.executor_context, parameter_overrides=overrides)
+        self.probe.chunks_handled = lambda: (self.node.counts()['chunks_accepted']
+                                             + self.node.counts()['chunks_rejected'])
         self.spinner = SingleThreadedExecutor(context=self.executor_context)
         self.spinner.add_node(self.node)
         self.thread = threading.Thread(target=self.spinner.spin, daemon=True)
@@ -292,6 +291,7 @@ def test_chunk_seams_with_latency_give_a_continuous_stream(harness_factory, blen
     assert steps.max(axis=0) == pytest.approx(np.abs(VELOCITY) * PERIOD, rel=1e-6)
     assert_within_limits(probe.stream)
     values = probe.diagnostic_values()
+    assert {'command_rate_hz', 'missed_ticks', 'state'} <= set(values)
     assert values['chunks_accepted'] == '5' and values['chunks_rejected'] == '0'
     assert int(values['points_dropped']) == 5  # the first row of each chunk was 20 ms late
 
@@ -400,6 +400,7 @@ def test_new_episode_drops_the_plan_and_holds_the_reset_arm(harness_factory):
     probe.send(chunk_msg(old_capture, line(old_capture, old_capture + DT * np.arange(1, H + 1))))
     probe.step(10)
     probe.send(DiagnosticStatus(name='task', values=[KeyValue(key='episode', value='1')]))
+    probe.spin_until(lambda: harness.node.state() == 'waiting_for_joint_states')
     count = len(probe.commands)
     probe.now_ns += PERIOD_NS
     probe.publish_clock()
@@ -456,3 +457,16 @@ def test_bad_parameters_are_named():
                 ExecutorNode(context=context, parameter_overrides=[Parameter(name, value=value)])
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_loop_stats_report_rate_and_period_jitter():
+    stats = LoopStats(PERIOD)
+    late = np.zeros(101)
+    late[50] = 0.002  # one tick 2 ms late: two periods off by 2 ms
+    for index in range(101):
+        stats.ticks.append(10.0 + index * PERIOD + late[index])
+    summary = stats.summary()
+    assert summary['command_rate_hz'] == pytest.approx(RATE)
+    assert summary['period_jitter_max_ms'] == pytest.approx(2.0)
+    assert summary['period_jitter_p50_ms'] == pytest.approx(0.0, abs=1e-9)
+    assert stats.summary() == {'command_rate_hz': 0.0}  # the window was consumed

@@ -91,9 +91,15 @@ def test_jerk_of_a_cubic_is_exact_at_any_sampling_rate():
     assert rms_jerk(control_times, quadratic) == pytest.approx(0, abs=1e-6)
 
 
-def test_jerk_rejects_unsorted_times():
-    with pytest.raises(ValueError, match='increasing'):
+def test_jerk_rejects_unsorted_times_and_takes_the_last_of_equal_stamps():
+    with pytest.raises(ValueError, match='non-decreasing'):
         rms_jerk(np.array([0.0, 0.2, 0.1, 0.3]), np.zeros((4, 8)))
+    times = np.arange(0, 31) * 0.1
+    commands = cubic(times, np.random.default_rng(1).normal(size=(4, 8)))
+    # A stale command streamed at the same instant as the next one changes nothing.
+    doubled_times = np.insert(times, 5, times[5])
+    doubled = np.insert(commands, 5, commands[4], axis=0)
+    assert rms_jerk(doubled_times, doubled) == pytest.approx(rms_jerk(times, commands))
 
 
 def test_path_length_of_a_straight_segment():

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Perception node over real rclpy/DDS: alignment, malformed images, stale sensors."""
 
 from __future__ import annotations
@@ -7,7 +21,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 import pytest
@@ -24,7 +38,8 @@ from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
 from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS
-from dp_tt_ros.ros.context import checkpoint_id, decode_context, ns_to_stamp, PolicyContext
+from dp_tt_ros.ros.context import (
+    checkpoint_id, decode_context, NodeConfigError, ns_to_stamp, PolicyContext)
 from dp_tt_ros.ros.conversions import image_to_msg
 from dp_tt_ros.ros.perception_node import PerceptionNode
 
@@ -104,6 +119,18 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.01)
 
 
+def deliver(publish: Callable[[], None], received: Callable[[], bool]) -> None:
+    """Publish until ``received`` holds (a best-effort sample can be lost on a busy machine)."""
+    for _ in range(20):
+        publish()
+        try:
+            wait_for(received, timeout=1.0)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError('the node never received the sample')
+
+
 @pytest.fixture
 def graph(checkpoint: Path) -> Iterator[tuple[PerceptionNode, Probe]]:
     context = rclpy.Context()
@@ -141,10 +168,13 @@ def test_context_is_the_encoded_history_on_the_dt_grid(
     base = probe.now_ns() - 300 * MS
     probe.publish_goal(goal)
     wait_for(lambda: node.goal is not None)
+    # Sensor-data QoS is best effort: resend until each sample is in the node's history.
     for k in range(7):  # joint states every 50 ms: base + 0 .. base + 300 ms
-        probe.publish_joints(base + k * 50 * MS, joints[k])
-    probe.publish_image(base + 100 * MS, images[0])
-    probe.publish_image(base + 200 * MS, images[1])
+        deliver(lambda: probe.publish_joints(base + k * 50 * MS, joints[k]),
+                lambda: node.buffers['joint_pos'].newest_stamp == base + k * 50 * MS)
+    for k in range(2):
+        deliver(lambda: probe.publish_image(base + (k + 1) * 100 * MS, images[k]),
+                lambda: node.buffers['image'].newest_stamp == base + (k + 1) * 100 * MS)
     wait_for(lambda: any(c.stamp_ns == base + 200 * MS for c in probe.contexts))
     assert all(c.stamp_ns <= base + 200 * MS for c in probe.contexts)
     context = next(c for c in probe.contexts if c.stamp_ns == base + 200 * MS)
@@ -163,21 +193,22 @@ def test_malformed_images_are_rejected_and_the_node_keeps_working(
     node, probe = graph
     probe.publish_goal(np.zeros(3, np.float32))
     now = probe.now_ns()
-    probe.publish_joints(now, np.zeros(8, np.float32))
+    deliver(lambda: probe.publish_joints(now, np.zeros(8, np.float32)),
+            lambda: node.buffers['joint_pos'].newest_stamp == now)
     good = np.zeros((SIZE, SIZE, 3), np.uint8)
     wrong_encoding = image_to_msg(good, ns_to_stamp(now), 'camera')
     wrong_encoding.encoding = '16UC1'
     bad_step = image_to_msg(good, ns_to_stamp(now), 'camera')
     bad_step.step = SIZE * 3 - 1
-    for msg in (wrong_encoding, bad_step,
-                image_to_msg(np.zeros((SIZE, SIZE + 8, 3), np.uint8), ns_to_stamp(now), 'cam')):
-        probe.images.publish(msg)
-    wait_for(lambda: node.counts['rejected_images'] == 3)
-    assert probe.contexts == []
-    probe.publish_image(now, good)
-    wait_for(lambda: len(probe.contexts) == 1)
+    wrong_size = image_to_msg(np.zeros((SIZE, SIZE + 8, 3), np.uint8), ns_to_stamp(now), 'cam')
+    for count, msg in enumerate((wrong_encoding, bad_step, wrong_size), start=1):
+        deliver(lambda: probe.images.publish(msg),
+                lambda: node.counts['rejected_images'] >= count)
+    assert probe.contexts == [] and len(node.buffers['image']) == 0
+    deliver(lambda: probe.publish_image(now, good), lambda: len(probe.contexts) >= 1)
     assert probe.contexts[0].stamp_ns == now
-    wait_for(lambda: (probe.latest_diagnostic() or {}).get('rejected_images') == '3')
+    rejected = str(node.counts['rejected_images'])
+    wait_for(lambda: (probe.latest_diagnostic() or {}).get('rejected_images') == rejected)
 
 
 def test_stale_camera_gives_no_context_and_a_diagnostic(
@@ -199,3 +230,43 @@ def test_stale_camera_gives_no_context_and_a_diagnostic(
     assert status is not None and status['level'] == DiagnosticStatus.WARN
     assert '/camera/image_raw' in status['message']
     assert probe.contexts == [] and node.counts['contexts'] == 0
+
+
+def test_new_episode_drops_the_history(graph: tuple[PerceptionNode, Probe]) -> None:
+    node, probe = graph
+    status_pub = probe.create_publisher(DiagnosticStatus, '/sim/task_status',
+                                        QoSProfile(depth=10))
+    wait_for(lambda: status_pub.get_subscription_count() > 0)
+    probe.publish_goal(np.zeros(3, np.float32))
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    now = probe.now_ns()
+    for k, stamp in enumerate((now - 100 * MS, now)):
+        deliver(lambda: probe.publish_joints(stamp, np.full(8, float(k), np.float32)),
+                lambda: node.buffers['joint_pos'].newest_stamp == stamp)
+        deliver(lambda: probe.publish_image(stamp, image),
+                lambda: node.buffers['image'].newest_stamp == stamp)
+    wait_for(lambda: any(c.stamp_ns == now for c in probe.contexts))
+    for episode in ('0', '1'):
+        status_pub.publish(DiagnosticStatus(values=[KeyValue(key='episode', value=episode)]))
+    wait_for(lambda: node.episode == '1')
+    assert all(len(buffer) == 0 for buffer in node.buffers.values())
+    later = probe.now_ns()
+    deliver(lambda: probe.publish_joints(later, np.full(8, 5.0, np.float32)),
+            lambda: node.buffers['joint_pos'].newest_stamp == later)
+    deliver(lambda: probe.publish_image(later, image),
+            lambda: any(c.stamp_ns == later for c in probe.contexts))
+    # Only the new episode's sample is in the history: the first grid step is padded with it.
+    context = next(c for c in probe.contexts if c.stamp_ns == later).context[0]
+    np.testing.assert_array_equal(context[0], context[1])
+
+
+def test_too_few_image_topics_is_a_clear_configuration_error(checkpoint: Path) -> None:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(NodeConfigError, match=r"image_topics=\[\] must name one topic"):
+            PerceptionNode(context=context, parameter_overrides=[
+                Parameter('checkpoint', value=str(checkpoint)),
+                Parameter('image_topics')])  # what an empty YAML list arrives as
+    finally:
+        rclpy.shutdown(context=context)

@@ -136,7 +136,7 @@ def test_exhaustive_beam_search_returns_the_most_likely_sequence() -> None:
     greedy = planner.plan(state, exhaustive.updated(beam_width=1, n_expand=1))
     greedy_combo = tuple(greedy.action_tokens.reshape(-1).tolist())
     assert greedy.score == pytest.approx(scores[greedy_combo], abs=1e-4)
-    assert greedy.score < plan.score, 'this model was chosen so that greedy decoding is not optimal'
+    assert greedy.score < plan.score, 'seed 3 makes greedy decoding suboptimal'
     decoded = planner.tokenizer.decode(torch.tensor(plan.action_tokens), slice(1, 3)).numpy()
     np.testing.assert_allclose(plan.actions, decoded)
 
@@ -221,11 +221,13 @@ def test_cartesian_keep_out_box_is_respected() -> None:
 def test_reach_goal_constraint_ends_the_plan_at_the_goal() -> None:
     kinematics = PandaKinematics()
     planner = panda_planner(1)
-    goal = np.array([0.0, 0.0, 0.9])
+    goal = np.array([0.3, 0.0, 0.5])
     options = PlanningOptions(mode='likelihood', beam_width=64, n_expand=10,
                               planning_horizon=2)
-    plan = planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.35)], goal=goal)
-    assert np.linalg.norm(kinematics.tool_positions(plan.actions[-1:])[0] - goal) <= 0.35
+    free = planner.plan(np.zeros(2), options, goal=goal)
+    assert np.linalg.norm(kinematics.tool_positions(free.actions[-1:])[0] - goal) > 0.4
+    plan = planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.4)], goal=goal)
+    assert np.linalg.norm(kinematics.tool_positions(plan.actions[-1:])[0] - goal) <= 0.4
     with pytest.raises(PlanningError, match='violates a constraint'):
         planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.05)],
                      goal=np.array([3.0, 0.0, 0.0]))

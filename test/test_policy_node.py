@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Policy lifecycle node over real rclpy/DDS: transitions, stamps, no queueing, mismatches."""
 
 from __future__ import annotations
@@ -121,7 +135,7 @@ def graph_factory() -> Iterator[Callable[[list[Parameter]], tuple[PolicyNode, Pr
     for context, node, probe, executor, thread in made:
         executor.shutdown()
         thread.join()
-        node._release()
+        node.release()
         node.destroy_node()
         probe.destroy_node()
         rclpy.shutdown(context=context)
@@ -208,6 +222,8 @@ def test_configure_fails_cleanly_for_a_bad_checkpoint(graph_factory: Callable,
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
     assert probe.state() == State.PRIMARY_STATE_UNCONFIGURED
     assert node.policy is None
+    wait_for(lambda: 'does not exist' in probe.latest_diagnostic().get('message', ''))
+    assert probe.latest_diagnostic()['level'] in (DiagnosticStatus.ERROR, DiagnosticStatus.WARN)
 
 
 def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:

@@ -152,6 +152,9 @@ def test_real_diffusion_policy_runs_through_the_evaluator(diffusion_checkpoint):
     second = evaluate(PolicySource(policy), DP_TASK, options)
     assert len(first.inference_ms) == 2  # 6 ticks, a chunk every 4
     assert first.chunks_rejected == 0, first.rejection_reasons
+    every_tick = evaluate(PolicySource(policy), DP_TASK,
+                          quiet(episodes=1, max_steps=6, replan_every=1))
+    assert len(every_tick.inference_ms) == 6
     for a, b in zip(first.episodes, second.episodes):
         assert a.commands.shape == (6, 8)
         assert np.all(a.commands >= POSITION_LOWER) and np.all(a.commands <= POSITION_UPPER)

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """DDPM / DDIM maths: schedules, exact posterior, deterministic DDIM, prediction-type agreement."""
 
 import numpy as np
@@ -105,7 +119,8 @@ def test_ddim_with_eta_one_has_the_ddpm_variance():
 def test_clipping_bounds_the_predicted_clean_sample():
     sched = scheduler(clip_sample=True)
     xt = torch.full((1, 4, 2), 5.0)
-    x0, eps = sched.split_prediction(xt, torch.zeros_like(xt), sched.alpha_bar_at(torch.tensor(10)))
+    alpha_bar = sched.alpha_bar_at(torch.tensor(10))
+    x0, eps = sched.split_prediction(xt, torch.zeros_like(xt), alpha_bar)
     assert x0.max().item() == pytest.approx(1.0)
     ab = float(sched.alpha_bar[10])
     assert torch.allclose(xt, ab ** 0.5 * x0 + (1 - ab) ** 0.5 * eps)

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Training windows: exact indices, diffusion_policy-style edge padding, no episode crossing."""
 
 import numpy as np
@@ -11,7 +25,8 @@ EPISODE_ENDS = np.array([3, 4, 8])  # lengths 3, 1, 4
 
 
 def reference_sequences(episode_ends, sequence_length, pad_before, pad_after):
-    """Spell out diffusion_policy's SequenceSampler: buffer slice + first/last-step padding.
+    """
+    Spell out diffusion_policy's SequenceSampler: buffer slice + first/last-step padding.
 
     For each start position ``idx`` (relative to the episode, may be negative) it copies the
     in-episode rows and fills the sample's head with the first copied row and its tail with the

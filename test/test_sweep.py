@@ -91,3 +91,15 @@ def test_tiny_sweep_writes_report_plots_and_resumes(tmp_path):
     again = run_sweep(load_sweep_file(config), out, tmp_path)
     assert [run['wall_s'] for run in again['runs']] == [run['wall_s'] for run in result['runs']]
     assert cached == {path.name: path.stat().st_mtime_ns for path in (out / 'runs').iterdir()}
+
+
+def test_missing_checkpoints_fail_fast_or_are_skipped(tmp_path):
+    sweep = {'name': 'partial', 'task': 'reach', 'episodes': 1,
+             'runs': [{'label': 'expert', 'checkpoint': 'expert'},
+                      {'label': 'dp', 'checkpoint': 'diffusion_reach'}]}
+    with pytest.raises(SweepError, match='diffusion_reach'):
+        run_sweep(sweep, tmp_path / 'out', tmp_path)
+    assert not (tmp_path / 'out').exists()
+    result = run_sweep(sweep, tmp_path / 'out', tmp_path, skip_missing=True)
+    assert [run['label'] for run in result['runs']] == ['expert']
+    assert result['skipped'] == ['dp']

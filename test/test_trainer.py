@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Trainer: loss falls on real demos, determinism, exact resume after SIGKILL, saved state."""
 
 import json
@@ -193,8 +207,8 @@ def test_cosine_with_warmup_shape():
 
 def test_spec_and_config_errors_name_the_bad_value(reach_store):
     data = load_store(reach_store)
-    spec, rest = make_spec('diffusion', data, {'obs_keys': 'joint_pos', 'horizon': 4,
-                                                'n_action_steps': 2, 'unet': {}})
+    overrides = {'obs_keys': 'joint_pos', 'horizon': 4, 'n_action_steps': 2, 'unet': {}}
+    spec, rest = make_spec('diffusion', data, overrides)
     assert list(spec.obs_shapes) == ['joint_pos'] and spec.horizon == 4 and rest == {'unet': {}}
     with pytest.raises(TrainingError, match="obs_keys \\['image'\\] are not usable"):
         make_spec('diffusion', data, {'obs_keys': ['image']})

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """``dp-tt-ros train`` end to end: loadable checkpoints for all three families, clear errors."""
 
 import json
@@ -133,3 +147,23 @@ def test_parse_config_items(tmp_path):
         parse_config_items([str(not_an_object)])
     with pytest.raises(CommandError, match='is not valid JSON'):
         parse_config_items(['{"a": 1'])
+
+
+def test_image_diffusion_policy_trains_on_an_image_store(tmp_path):
+    store, out = tmp_path / 'images.zarr', tmp_path / 'image_dp'
+    subprocess.run([sys.executable, '-m', 'dp_tt_ros', 'collect', '--task', 'reach',
+                    '--episodes', '3', '--out', str(store), '--seed', '0', '--image',
+                    '--image-size', '32'], check=True, capture_output=True, timeout=300)
+    torch.set_num_threads(1)
+    rc = main(['train', '--policy', 'diffusion', '--data', str(store), '--out', str(out),
+               '--steps', '2', '--batch-size', '4', '--warmup-steps', '1', '--no-progress',
+               '--config', 'obs_keys=image,joint_pos', 'encoder.crop_shape=[28,28]',
+               *TINY['diffusion']])
+    assert rc == 0
+    policy = load_policy(out)
+    assert policy.spec.image_keys == ['image']
+    assert policy.spec.obs_shapes == {'image': [32, 32, 3], 'joint_pos': [8]}
+    obs = {'image': np.zeros((1, 2, 32, 32, 3), np.uint8),
+           'joint_pos': np.zeros((1, 2, 8), np.float32)}
+    chunk = policy.predict_action(obs, np.zeros((1, 3), np.float32))
+    assert chunk.shape == (1, 8, 8) and np.isfinite(chunk).all()

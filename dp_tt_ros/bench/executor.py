@@ -17,15 +17,16 @@
 
 The real executor node runs in its own process (``dp-tt-ros node executor`` with
 ``config/executor.yaml``, wall time). This process plays the robot: it publishes
-``/joint_states`` at 100 Hz and timestamps every command on arrival. Two phases are measured
-back to back:
+``/joint_states`` at 100 Hz and timestamps every command on arrival. A policy process
+publishes chunks at 10 Hz, each stamped 50 ms before publication as if its observation had been
+taken then, with rows on a slow sinusoid around the home pose, so the executor drops late rows,
+blends seams and interpolates the whole time. Two phases are measured back to back:
 
-* ``idle``: nothing else runs;
-* ``inference``: a policy process runs Diffusion Policy inference back to back (a U-Net
-  ``DiffusionPolicy`` with DDIM, torch's default thread count, i.e. every core) and publishes a
-  chunk after each inference, stamped with the time its "observation" was taken. The chunk rows
-  follow a slow sinusoid around the home pose (the untrained network's output is not a motion),
-  so the executor is blending seams and interpolating the whole time.
+* ``idle``: only the chunks;
+* ``inference``: the same chunks while the policy process also runs Diffusion Policy inference
+  back to back (a U-Net ``DiffusionPolicy`` sampling with DDIM, by default with torch's thread
+  count, i.e. every core). Its untrained output is not a motion, which is why the chunk rows
+  are scripted: the load is the real computation, the chunks are what a 10 Hz policy sends.
 
 Period jitter is ``|t_i - t_{i-1} - 1/rate|`` between consecutive commands as received here, so
 it includes DDS delivery and this subscriber's own scheduling: an upper bound on what the
@@ -44,10 +45,11 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
+import yaml
 
 from dp_tt_ros.bench.common import machine_info, summarize, write_json
 from dp_tt_ros.cli import CommandError
@@ -59,6 +61,8 @@ START_TIMEOUT_S = 60.0
 JOINT_STATE_RATE = 100.0
 CHUNK_DT = 0.1
 CHUNK_HORIZON = 16
+CHUNK_RATE_HZ = 10.0
+CHUNK_AGE_S = 0.05  # capture-to-publication time the scripted chunks pretend to have
 # Scripted chunk rows: centre, amplitude (rad, m) and period (s) of a sinusoid per joint.
 WAVE_CENTER = np.append(HOME_POSITION[:7], 0.03)
 WAVE_AMPLITUDE = np.array([0.3, 0.2, 0.3, 0.2, 0.3, 0.2, 0.3, 0.005])
@@ -81,9 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--threads', type=int, default=0,
                         help="torch threads of the inference load (default: torch's choice, "
                              "every core)")
-    parser.add_argument('--realtime-priority', type=int, default=0, metavar='P',
-                        help='SCHED_FIFO priority for the executor control thread (default 0: '
-                             'normal scheduling)')
+    parser.add_argument('--realtime-priority', type=int, default=None, metavar='P',
+                        help='SCHED_FIFO priority of the executor control thread and of this '
+                             "process's command receiver; 0 = normal scheduling (default: "
+                             "config/executor.yaml's realtime_priority)")
 
 
 def wave(times: np.ndarray) -> np.ndarray:
@@ -92,9 +97,8 @@ def wave(times: np.ndarray) -> np.ndarray:
     return WAVE_CENTER[None, :] + WAVE_AMPLITUDE[None, :] * np.sin(phase)
 
 
-def _policy_worker(stop: Any, ready: Any, published: Any, down_dims: list[int],
-                   inference_steps: int, threads: int) -> None:
-    """Run DP inference back to back and publish one scripted chunk per inference."""
+def _policy_worker(stop: Any, ready: Any, infer: Any, counts: Any, options: dict) -> None:
+    """Publish scripted chunks at a fixed rate; run DP inference back to back while ``infer``."""
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
@@ -105,13 +109,14 @@ def _policy_worker(stop: Any, ready: Any, published: Any, down_dims: list[int],
     from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
     from dp_tt_ros.ros.conversions import seconds_to_stamp
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if options['threads'] > 0:
+        torch.set_num_threads(options['threads'])
     spec = PolicySpec(policy_type='diffusion', obs_shapes={'state': [20]},
                       horizon=CHUNK_HORIZON, n_action_steps=8, n_obs_steps=2)
     policy = DiffusionPolicy.from_config({
-        'spec': spec.to_dict(), 'unet': {'down_dims': down_dims},
-        'inference': {'num_inference_steps': inference_steps, 'sampler': 'ddim'}}).eval()
+        'spec': spec.to_dict(), 'unet': {'down_dims': options['down_dims']},
+        'inference': {'num_inference_steps': options['inference_steps'],
+                      'sampler': 'ddim'}}).eval()
     context = policy.encode_observations({'state': np.zeros((1, 2, 20), np.float32)})
     policy.act(context)
     rclpy.init()
@@ -119,21 +124,34 @@ def _policy_worker(stop: Any, ready: Any, published: Any, down_dims: list[int],
     publisher = node.create_publisher(JointTrajectory, '/policy/action_chunk',
                                       QoSProfile(depth=10))
     offsets = CHUNK_DT * np.arange(1, CHUNK_HORIZON + 1)
+
+    def publish_chunks() -> None:
+        period = 1.0 / options['chunk_rate']
+        next_time = time.monotonic()
+        while not stop.wait(max(0.0, next_time - time.monotonic())):
+            next_time += period
+            capture = time.time() - CHUNK_AGE_S
+            msg = JointTrajectory(joint_names=list(COMMAND_JOINTS))
+            msg.header.stamp = seconds_to_stamp(capture)
+            msg.points = [JointTrajectoryPoint(positions=row.tolist(),
+                                               time_from_start=seconds_to_duration(offset))
+                          for offset, row in zip(offsets, wave(capture + offsets))]
+            publisher.publish(msg)
+            with counts.get_lock():
+                counts[0] += 1
+
+    chunk_thread = threading.Thread(target=publish_chunks, daemon=True)
+    chunk_thread.start()
     ready.set()
     try:
         while not stop.is_set():
-            capture = time.time()
+            if not infer.wait(0.05):
+                continue
             policy.act(context)
-            msg = JointTrajectory(joint_names=list(COMMAND_JOINTS))
-            msg.header.stamp = seconds_to_stamp(capture)
-            msg.points = [JointTrajectoryPoint(
-                positions=row.tolist(),
-                time_from_start=seconds_to_duration(offset))
-                for offset, row in zip(offsets, wave(capture + offsets))]
-            publisher.publish(msg)
-            with published.get_lock():
-                published.value += 1
+            with counts.get_lock():
+                counts[1] += 1
     finally:
+        chunk_thread.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
 
@@ -145,9 +163,14 @@ def seconds_to_duration(seconds: float) -> Any:
 
 
 class _Robot:
-    """Publishes joint states, timestamps commands and collects the executor's diagnostics."""
+    """
+    Publishes joint states, timestamps commands and collects the executor's diagnostics.
 
-    def __init__(self) -> None:
+    With a real-time priority every thread of this receiver (the DDS ones included) runs
+    SCHED_FIFO like the executor's loop, so its own scheduling delays stay out of the figures.
+    """
+
+    def __init__(self, realtime_priority: int) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -156,6 +179,17 @@ class _Robot:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
+        self.realtime_priority = realtime_priority
+        self.scheduling = 'normal'
+        if realtime_priority > 0:
+            # Threads created below (DDS's included) inherit the policy; the main thread keeps
+            # it too, or it could be preempted while holding the GIL the receiver needs. The
+            # executor and policy processes are started before, with normal scheduling.
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+                self.scheduling = f'SCHED_FIFO {realtime_priority}'
+            except OSError as error:
+                self.scheduling = f'normal ({error})'
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node('bench_executor_robot', context=self.context)
@@ -212,6 +246,8 @@ class _Robot:
             thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+        if self.scheduling.startswith('SCHED_FIFO'):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def phase_result(arrivals: list[int], diagnostics: list[dict[str, str]],
@@ -229,13 +265,15 @@ def phase_result(arrivals: list[int], diagnostics: list[dict[str, str]],
         'period_jitter_ms': summarize(jitter_ms),
         'periods_over_2ms_late': int(np.count_nonzero(jitter_ms > TARGET_P99_MS)),
     }
-    loop_p99 = [float(d['period_jitter_p99_ms']) for d in diagnostics
-                if 'period_jitter_p99_ms' in d]
-    if loop_p99:
-        result['executor_loop_jitter_p99_ms_per_window'] = summarize(loop_p99)
+    for key in ('command_rate_hz', 'period_jitter_p50_ms', 'period_jitter_p99_ms'):
+        windows = [float(d[key]) for d in diagnostics if key in d]
+        if windows:
+            result[f'executor_loop_{key}_per_window'] = summarize(windows)
     if diagnostics:
         last = diagnostics[-1]
         result['executor_state'] = last.get('state', '')
+        result['executor_loop_scheduling'] = last.get('loop_scheduling', '')
+        result['executor_last_rejection'] = last.get('last_rejection', '')
         for key in ('chunks_accepted', 'chunks_rejected', 'points_dropped', 'missed_ticks'):
             if key in last:
                 result[f'executor_{key}_total'] = int(last[key])
@@ -253,6 +291,14 @@ def _start_executor(args: argparse.Namespace, log_path: Path) -> subprocess.Pope
                                 env=os.environ.copy())
 
 
+def _wait_for(done: Callable[[], bool], failed: Callable[[], bool], message: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not done():
+        if failed() or time.monotonic() > deadline:
+            raise CommandError(message)
+        time.sleep(0.05)
+
+
 def _measure(robot: _Robot, seconds: float, label: str) -> tuple[list[int], list[dict]]:
     robot.take()
     for _ in tqdm(range(int(round(seconds * 10))), desc=f'executor bench: {label}',
@@ -265,43 +311,54 @@ def run(args: argparse.Namespace) -> int:
     duration = 3.0 if args.quick else args.duration
     if duration <= 0:
         raise CommandError(f'--duration must be > 0 seconds, got {args.duration}')
+    if args.realtime_priority is None:
+        parameters = yaml.safe_load((config_dir() / 'executor.yaml').read_text())
+        args.realtime_priority = int(parameters['executor']['ros__parameters'].get(
+            'realtime_priority', 0))
+    if not 0 <= args.realtime_priority <= 99:
+        raise CommandError(f'--realtime-priority must be 0 (off) to 99, got '
+                           f'{args.realtime_priority}')
     try:
         down_dims = [int(part) for part in args.down_dims.split(',')]
     except ValueError as error:
         raise CommandError(f'--down-dims {args.down_dims!r}: expected widths such as '
                            f'64,128,256') from error
     spawn = multiprocessing.get_context('spawn')
-    stop, ready = spawn.Event(), spawn.Event()
-    published = spawn.Value('i', 0)
+    stop, ready, infer = spawn.Event(), spawn.Event(), spawn.Event()
+    counts = spawn.Array('i', 2)  # chunks published, inferences run
+    options = {'down_dims': down_dims, 'inference_steps': args.inference_steps,
+               'threads': args.threads, 'chunk_rate': CHUNK_RATE_HZ}
     with tempfile.TemporaryDirectory(prefix='bench_executor_') as log_dir:
         log_path = Path(log_dir) / 'executor.log'
         executor = _start_executor(args, log_path)
-        robot = _Robot()
-        worker = None
+        worker = spawn.Process(target=_policy_worker, args=(stop, ready, infer, counts, options))
+        worker.start()
+        robot = _Robot(args.realtime_priority)
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while len(robot.arrivals) < 20:
-                if executor.poll() is not None or time.monotonic() > deadline:
-                    raise CommandError(f'the executor did not stream commands:\n'
-                                       f'{log_path.read_text()[-2000:]}')
-                time.sleep(0.05)
-            idle = phase_result(*_measure(robot, duration, 'idle'), args.control_rate)
-            worker = spawn.Process(target=_policy_worker, args=(
-                stop, ready, published, down_dims, args.inference_steps, args.threads))
-            worker.start()
-            if not ready.wait(START_TIMEOUT_S):
-                raise CommandError('the inference process did not start')
-            time.sleep(3.0)  # discovery, first chunks
-            chunks_before = published.value
-            loaded = phase_result(*_measure(robot, duration, 'inference'), args.control_rate)
-            loaded['chunks_published'] = published.value - chunks_before
-            loaded['chunk_rate_hz'] = loaded['chunks_published'] / duration
+            _wait_for(lambda: len(robot.arrivals) >= 20 and counts[0] >= 5,
+                      lambda: executor.poll() is not None or not worker.is_alive(),
+                      'the executor did not stream commands or the policy process did not '
+                      'publish chunks; executor log:')
+            phases = {}
+            for phase in ('idle', 'inference'):
+                if phase == 'inference':
+                    infer.set()
+                    _wait_for(lambda: counts[1] >= 1, lambda: not worker.is_alive(),
+                              'the policy process ran no inference')
+                before = list(counts)
+                phases[phase] = phase_result(*_measure(robot, duration, phase),
+                                             args.control_rate)
+                phases[phase]['chunk_rate_hz'] = (counts[0] - before[0]) / duration
+                phases[phase]['inferences_per_s'] = (counts[1] - before[1]) / duration
+            receiver_scheduling = robot.scheduling
+        except CommandError as error:
+            raise CommandError(f'{error}\n{log_path.read_text()[-2000:]}') from None
         finally:
             stop.set()
-            if worker is not None:
-                worker.join(timeout=30)
-                if worker.is_alive():
-                    worker.terminate()
+            infer.set()
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.terminate()
             robot.close()
             if executor.poll() is None:
                 executor.send_signal(signal.SIGINT)
@@ -310,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     executor.kill()
                     executor.wait()
+    loaded = phases['inference']
     p99 = loaded['period_jitter_ms']['p99']
     result = {
         'benchmark': 'executor',
@@ -317,11 +375,14 @@ def run(args: argparse.Namespace) -> int:
         'machine': machine_info(),
         'settings': {'duration_s': duration, 'control_rate_hz': args.control_rate,
                      'blend': args.blend, 'realtime_priority': args.realtime_priority,
+                     'receiver_scheduling': receiver_scheduling,
                      'joint_state_rate_hz': JOINT_STATE_RATE},
         'load': (f'DiffusionPolicy U-Net down_dims {down_dims}, DDIM {args.inference_steps} '
-                 f'steps, back to back in a separate process, torch threads '
+                 f'steps, back to back in the policy process, torch threads '
                  f'{args.threads or "default"}'),
-        'phases': {'idle': idle, 'inference': loaded},
+        'chunks': f'{CHUNK_RATE_HZ:g} Hz, H={CHUNK_HORIZON}, dt={CHUNK_DT:g} s, stamped '
+                  f'{CHUNK_AGE_S * 1e3:g} ms before publication',
+        'phases': phases,
         'command_rate_hz': loaded['command_rate_hz'],
         'period_jitter_p50_ms': loaded['period_jitter_ms']['median'],
         'period_jitter_p99_ms': p99,

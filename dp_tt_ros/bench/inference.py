@@ -1,4 +1,19 @@
-"""``dp-tt-ros bench inference``: milliseconds per Diffusion Policy action chunk, and why.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``dp-tt-ros bench inference``: milliseconds per Diffusion Policy action chunk, and why.
 
 The policy is built at the requested size with freshly initialised weights (speed does not depend
 on the weight values) and a low-dim observation of ``--obs-dim`` numbers. ``act()`` with batch 1
@@ -11,7 +26,8 @@ hits all of them alike:
 * ``precomputed``: FiLM vectors for all steps computed once per chunk;
 * ``packed``: plus the channels-last im2col/matmul U-Net;
 * ``traced`` (the default ``act()`` path): plus a frozen TorchScript graph;
-* ``traced_bf16``: the default path with the per-step network in bfloat16.
+* ``traced_bf16``: the default path with the convolution weights and matmuls in bfloat16
+  (element-wise work stays float32): half the weight bytes to stream per step.
 
 Alongside: denoiser GFLOP per call (counted by ``torch.utils.flop_counter``), achieved GFLOP/s,
 the matmul peak (a large ``torch.mm``) and the memory stream bandwidth measured in the same run,
@@ -98,7 +114,7 @@ def build_policy(args: argparse.Namespace) -> DiffusionPolicy:
 
 def variant_runner(policy: DiffusionPolicy, variant: str, context: np.ndarray,
                    goal: np.ndarray | None) -> Callable[[], np.ndarray]:
-    """A zero-argument callable producing one chunk the way ``variant`` does."""
+    """Return a zero-argument callable producing one chunk the way ``variant`` does."""
     backend = 'reference' if variant.startswith('reference') else variant.split('_')[0]
     precision = 'bfloat16' if variant.endswith('bf16') else 'float32'
 

@@ -40,14 +40,20 @@ On :meth:`TimedPlan.add_chunk`:
   ``exp(-ensemble_decay * k)``, ``k = 0`` for the oldest prediction (ACT's convention; a negative
   decay favours the newest chunk instead);
 * a chunk with NaN/Inf, the wrong number of joints, points far outside the joint limits, a stamp
-  in the future or no point left after dropping is rejected with a reason, and the current plan
-  is kept.
+  more than one ``dt`` in the future or no point left after dropping is rejected with a reason,
+  and the current plan is kept.
+
+Call :meth:`TimedPlan.hold` with the measured position before the first chunk: without a plan to
+anchor on, a chunk is taken as it is and its first row is the target until then. The plan does
+not enforce limits beyond rejecting broken chunks; every target goes through
+:class:`dp_tt_ros.control.safety.SafetyFilter` before it becomes a command.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 from dp_tt_ros.robot import JointLimits

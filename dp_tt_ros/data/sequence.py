@@ -1,4 +1,19 @@
-"""Training windows cut from an episode store, padded at episode edges like diffusion_policy.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Training windows cut from an episode store, padded at episode edges like diffusion_policy.
 
 Two layers, so that every policy family can share the index arithmetic:
 
@@ -40,7 +55,8 @@ def episode_bounds(episode_ends: Sequence[int] | np.ndarray) -> tuple[np.ndarray
 
 @dataclass(frozen=True)
 class Windows:
-    """Every window position of a store; a window covers ``anchor + offsets``.
+    """
+    Every window position of a store; a window covers ``anchor + offsets``.
 
     ``anchors``, ``starts`` and ``ends`` have one entry per window: the anchor's global row and
     the global row bounds ``[start, end)`` of the episode it lies in.
@@ -59,7 +75,8 @@ class Windows:
         return int(self.offsets.size)
 
     def gather(self, windows: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Map window numbers to ``(rows, is_pad)``, both ``(n, width)``.
+        """
+        Map window numbers to ``(rows, is_pad)``, both ``(n, width)``.
 
         ``rows`` are global row indices clamped into the window's episode, so indexing a data
         array with them repeats the first / last step where the window sticks out; ``is_pad``
@@ -78,7 +95,8 @@ class Windows:
 
 def make_windows(episode_ends: Sequence[int] | np.ndarray, before: int, after: int, *,
                  pad_before: int | None = None, pad_after: int | None = None) -> Windows:
-    """Enumerate windows of ``before + 1 + after`` rows around an anchor, episode by episode.
+    """
+    Enumerate windows of ``before + 1 + after`` rows around an anchor, episode by episode.
 
     A window is anchored at row ``t`` and covers rows ``t - before ... t + after``. It may stick
     out of its episode by at most ``pad_before`` rows at the start and ``pad_after`` rows at the
@@ -114,7 +132,8 @@ def make_windows(episode_ends: Sequence[int] | np.ndarray, before: int, after: i
 
 
 class SequenceDataset(Dataset):
-    """Diffusion Policy / BC samples: observation history, goal and padded action chunk.
+    """
+    Diffusion Policy / BC samples: observation history, goal and padded action chunk.
 
     Arrays are held in memory as raw float32 (images stay uint8); the policy normalises. Besides
     the usual ``__getitem__`` the dataset offers :meth:`get_batch`, a vectorised gather that the

@@ -30,9 +30,8 @@ from dp_tt_ros import paths
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.control.plan import BLEND_MODES
 from dp_tt_ros.evaluation.runs import EXPERT, EvalSettings, run_evaluation
-
-TASKS = ('reach', 'avoid', 'push', 'pick_place')
-SAMPLERS = ('ddpm', 'ddim')
+from dp_tt_ros.policies.diffusion.schedulers import SAMPLERS
+from dp_tt_ros.sim.world import TASKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'observation at t reaches the executor at t + SECONDS')
     parser.add_argument('--n-action-steps', type=int, metavar='h',
                         help='actions executed per chunk (default: the checkpoint\'s)')
+    parser.add_argument('--replan-every', type=int, metavar='TICKS',
+                        help='control ticks between inference requests (default: h; 1 mirrors '
+                             'the ROS graph, which infers on every observation)')
     parser.add_argument('--blend', choices=BLEND_MODES,
                         help='chunk seam blending (default: config/executor.yaml\'s; '
                              '"replace" for the expert)')
@@ -68,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--record', metavar='DIR', help='write one rollout GIF per episode here')
     parser.add_argument('--out', metavar='DIR', help='sweep output folder (default: '
                         'sweep_results/<sweep name>)')
+    parser.add_argument('--skip-missing', action='store_true',
+                        help='sweep: leave out runs whose checkpoint does not exist')
     parser.add_argument('--models', metavar='DIR',
                         help='where relative sweep checkpoints live (default: shipped models/)')
 
@@ -81,7 +85,8 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     """Validate single-run arguments and turn them into :class:`EvalSettings`."""
     if args.task is None:
         raise CommandError(f'--task is required with --checkpoint; expected one of {TASKS}')
-    for name in ('episodes', 'batch', 'n_action_steps', 'num_inference_steps', 'max_steps'):
+    for name in ('episodes', 'batch', 'n_action_steps', 'replan_every', 'num_inference_steps',
+                 'max_steps'):
         _check_positive('--' + name.replace('_', '-'), getattr(args, name))
     if not args.latency >= 0:
         raise CommandError(f'--latency must be >= 0 seconds, got {args.latency}')
@@ -93,9 +98,8 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         checkpoint=checkpoint, task=args.task, episodes=args.episodes, seed=args.seed,
         batch=args.batch, latency=args.latency, num_inference_steps=args.num_inference_steps,
         sampler=args.sampler, guidance_scale=args.guidance_scale,
-        n_action_steps=args.n_action_steps, blend=args.blend, max_steps=args.max_steps,
-        ros=args.ros,
-        record_dir=args.record)
+        n_action_steps=args.n_action_steps, replan_every=args.replan_every, blend=args.blend,
+        max_steps=args.max_steps, ros=args.ros, record_dir=args.record)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -105,7 +109,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         name = sweep.get('name', Path(args.sweep).stem)
         out_dir = Path(args.out) if args.out else Path('sweep_results') / name
         models = Path(args.models) if args.models else paths.models_dir()
-        result = run_sweep(sweep, out_dir, models)
+        result = run_sweep(sweep, out_dir, models, skip_missing=args.skip_missing)
     except (SweepError, ValueError) as error:
         raise CommandError(str(error)) from error
     print((out_dir / 'results.md').read_text())

@@ -103,8 +103,8 @@ def _check_trajectory(times: np.ndarray, commands: np.ndarray) -> None:
     if commands.ndim != 2 or times.shape != (commands.shape[0],):
         raise ValueError(f'expected command_times (T,) and commands (T, d), got '
                          f'{times.shape} and {commands.shape}')
-    if times.size > 1 and np.any(np.diff(times) <= 0):
-        raise ValueError('command_times must be strictly increasing')
+    if times.size > 1 and np.any(np.diff(times) < 0):
+        raise ValueError('command_times must be non-decreasing')
 
 
 def path_length(commands: np.ndarray) -> float:
@@ -137,6 +137,9 @@ def rms_jerk(command_times: np.ndarray, commands: np.ndarray,
     times = np.asarray(command_times, dtype=float)
     values = np.asarray(commands, dtype=float)
     _check_trajectory(times, values)
+    # Commands streamed faster than the clock ticks share a stamp: the last one is what held.
+    last_of_stamp = np.append(np.diff(times) > 0, True)
+    times, values = times[last_of_stamp], values[last_of_stamp]
     if times.size < 4:
         return 0.0
     grid_values = resample(times, values[:, :N_ARM], dt)

@@ -19,8 +19,9 @@ Per control tick ``t_k = k * dt`` and env:
 
 1. the observation is added to per-key stamped buffers and the policy history is sampled from
    them with :func:`dp_tt_ros.data.history.align_history`, the same code the perception node uses;
-2. when an inference is due (every ``n_action_steps`` ticks, one request in flight at a time, as
-   a single inference worker would), one batched call produces a chunk per env, anchored at
+2. when an inference is due (every ``replan_every`` ticks, by default ``n_action_steps``, with
+   one request in flight at a time, as a single inference worker would), one batched call
+   produces a chunk per env, anchored at
    ``t_k``; with injected latency ``L`` it reaches the plan at ``t_k + L``, where
    :class:`dp_tt_ros.control.plan.TimedPlan` drops the rows that are already due;
 3. the env action is the plan's target for the end of the tick, ``t_k + dt`` (the env's
@@ -60,7 +61,10 @@ class RolloutOptions:
     """
     How chunks are executed.
 
-    ``n_action_steps`` defaults to the chunk source's; the plan settings (``exec_latency``,
+    ``n_action_steps`` (h) defaults to the chunk source's. ``replan_every`` is the number of
+    ticks between inference requests and defaults to h, diffusion_policy's evaluation protocol;
+    1 mirrors the ROS graph, whose perception node sends one context per ``dt``. The plan
+    settings (``exec_latency``,
     ``blend``, ``crossfade_steps``, ``ensemble_decay``) mean what the executor node's parameters
     of the same names mean, and ``runs.executor_plan_settings`` reads them from its YAML.
     """
@@ -70,6 +74,7 @@ class RolloutOptions:
     batch: int = 1
     latency: float = 0.0
     n_action_steps: int | None = None
+    replan_every: int | None = None
     exec_latency: float = 0.0
     blend: str = 'replace'
     crossfade_steps: int = 2
@@ -89,6 +94,8 @@ class RolloutOptions:
                              f'got {self.latency}')
         if self.n_action_steps is not None and self.n_action_steps < 1:
             raise ValueError(f'n_action_steps must be >= 1, got {self.n_action_steps}')
+        if self.replan_every is not None and self.replan_every < 1:
+            raise ValueError(f'replan_every must be >= 1 ticks, got {self.replan_every}')
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f'max_steps must be >= 1, got {self.max_steps}')
 
@@ -143,6 +150,7 @@ class Evaluator:
         if self.n_action_steps > source.horizon:
             raise ValueError(f'n_action_steps {self.n_action_steps} exceeds the chunk horizon '
                              f'{source.horizon}')
+        self.replan_every = options.replan_every or self.n_action_steps
         self.dt = source.dt
         self.dt_ns = seconds_to_ns(self.dt)
         self.safety = SafetyFilter(PANDA_LIMITS, self.dt)
@@ -237,7 +245,7 @@ class Evaluator:
         for index, chunk in zip(due, chunks):
             state = states[index]
             state.pending.append((now + self.options.latency, now, np.asarray(chunk)))
-            state.next_request_tick = tick + self.n_action_steps
+            state.next_request_tick = tick + self.replan_every
 
     def _deliver(self, state: _EnvState, now: float, record: RolloutRecord) -> None:
         """Hand the plan every chunk that has arrived by ``now``, at its arrival time."""

@@ -64,6 +64,7 @@ class EvalSettings:
     sampler: str | None = None
     guidance_scale: float | None = None
     n_action_steps: int | None = None
+    replan_every: int | None = None
     blend: str | None = None
     max_steps: int | None = None
     ros: bool = False
@@ -125,13 +126,15 @@ def _run_in_process(settings: EvalSettings) -> RunnerResult:
     options = RolloutOptions(
         episodes=settings.episodes, seed=settings.seed, batch=settings.batch,
         latency=settings.latency, n_action_steps=settings.n_action_steps,
-        max_steps=settings.max_steps,
+        replan_every=settings.replan_every, max_steps=settings.max_steps,
         record_dir=Path(settings.record_dir) if settings.record_dir else None, **plan_settings)
     with torch.inference_mode():
         record = evaluate(source, settings.task, options)
     extra: dict[str, Any] = {
         'policy_type': policy_type,
         'n_action_steps': options.n_action_steps or source.n_action_steps,
+        'replan_every': (options.replan_every or options.n_action_steps
+                         or source.n_action_steps),
         'plan': plan_settings,
         'chunks_rejected': record.chunks_rejected,
         'rejection_reasons': record.rejection_reasons,
@@ -144,15 +147,18 @@ def _run_in_process(settings: EvalSettings) -> RunnerResult:
 
 
 def _run_through_ros(settings: EvalSettings) -> RunnerResult:
+    from tqdm import tqdm
+
     from dp_tt_ros.policies.checkpoint import read_config
     from dp_tt_ros.ros.graph import GraphOptions
     from dp_tt_ros.ros.runner import run_episodes
+    from dp_tt_ros.sim.tasks import CONTROL_DT
     if settings.checkpoint == EXPERT:
         raise ValueError('the ROS graph runs a checkpoint; the scripted expert is in-process only')
     unsupported = {name: value for name, value in (
         ('latency', settings.latency), ('record_dir', settings.record_dir),
-        ('n_action_steps', settings.n_action_steps), ('max_steps', settings.max_steps),
-        ('blend', settings.blend),
+        ('n_action_steps', settings.n_action_steps), ('blend', settings.blend),
+        ('replan_every', settings.replan_every),
         *settings.inference_options().items()) if value}
     if unsupported:
         raise ValueError(f'--ros runs the nodes with their parameter files; these in-process '
@@ -160,7 +166,13 @@ def _run_through_ros(settings: EvalSettings) -> RunnerResult:
     policy_type = read_config(settings.checkpoint)['policy_type']
     graph = GraphOptions(policy_type=policy_type, checkpoint=str(settings.checkpoint),
                          task=settings.task, seed=settings.seed)
-    episodes = run_episodes(graph, settings.episodes, settings.seed)
+    timeout = None if settings.max_steps is None else settings.max_steps * CONTROL_DT
+    with tqdm(total=settings.episodes, desc=f'eval {settings.task} (ROS)',
+              unit='episode') as progress:
+        episodes = run_episodes(graph, settings.episodes, settings.seed,
+                                timeout_per_episode=timeout,
+                                on_episode=lambda index, result: progress.update(1),
+                                on_wait=progress.set_postfix_str)
     return {'policy_type': policy_type}, list(episodes), []
 
 

@@ -177,21 +177,38 @@ def _relabelled(outcome: RunOutcome, settings: EvalSettings) -> RunOutcome:
     return RunOutcome(report, outcome.episodes, outcome.ee_paths)
 
 
-def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path) -> dict[str, Any]:
-    """Run (or resume) every run of ``sweep``; write results.json, results.md and the plots."""
+def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path,
+              skip_missing: bool = False) -> dict[str, Any]:
+    """
+    Run (or resume) every run of ``sweep``; write results.json, results.md and the plots.
+
+    Missing checkpoints are found before anything runs: an error lists them all, or with
+    ``skip_missing`` their runs are left out and listed under ``skipped``.
+    """
     from tqdm import tqdm
 
     from dp_tt_ros.evaluation.plots import draw_plot
     runs = expand_runs(sweep, models_dir)
+    missing = sorted({run.checkpoint for run in runs
+                      if run.checkpoint != EXPERT and not Path(run.checkpoint).is_dir()})
+    if missing and not skip_missing:
+        raise SweepError(f'checkpoints not found: {missing}; train them, fix the paths or pass '
+                         f'--skip-missing')
+    skipped = [run.display_label() for run in runs if run.checkpoint in missing]
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []
     by_experiment: dict[str, RunOutcome] = {}
     for index, settings in enumerate(tqdm(runs, desc='sweep', unit='run')):
+        if settings.checkpoint in missing:
+            continue
         outcome = _load_cached(out_dir, index, settings)
         if outcome is None:
             same = by_experiment.get(_experiment_key(settings))
-            outcome = (_relabelled(same, settings) if same is not None
-                       else run_evaluation(settings))
+            try:
+                outcome = (_relabelled(same, settings) if same is not None
+                           else run_evaluation(settings))
+            except ValueError as error:
+                raise SweepError(f'run {settings.display_label()!r}: {error}') from error
             _store(out_dir, index, outcome)
         by_experiment.setdefault(_experiment_key(settings), outcome)
         outcomes.append(outcome)
@@ -199,6 +216,7 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path) -> dict[st
         'name': sweep.get('name', out_dir.name),
         'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'runs': [outcome.report for outcome in outcomes],
+        'skipped': skipped,
         'plots': [],
     }
     for plot in sweep.get('plots') or []:

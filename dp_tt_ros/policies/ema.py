@@ -1,4 +1,19 @@
-"""Exponential moving average of a model's weights, with diffusion_policy's warm-up schedule.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Exponential moving average of a model's weights, with diffusion_policy's warm-up schedule.
 
 Early in training the weights move fast, so a fixed 0.9999 decay would average mostly the random
 initialisation; ``decay = 1 - (1 + step / inv_gamma) ** -power`` starts at 0 (a plain copy) and

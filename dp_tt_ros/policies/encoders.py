@@ -1,4 +1,19 @@
-"""Observation encoders shared by Diffusion Policy and BC, so baselines differ only in the head.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Observation encoders shared by Diffusion Policy and BC, so baselines differ only in the head.
 
 Images go through a ResNet-18 trained from scratch (no downloaded weights) whose BatchNorm layers
 are replaced by GroupNorm, because EMA weight averaging breaks BatchNorm running statistics;
@@ -139,7 +154,8 @@ class ImageEncoder(nn.Module):
 
 
 class ObservationEncoder(nn.Module):
-    """All observation keys of one step -> one feature vector; applied to every history step.
+    """
+    All observation keys of one step -> one feature vector; applied to every history step.
 
     Low-dim keys must already be normalised; images are raw uint8. Keys are visited in the order
     of ``spec.obs_shapes`` so the feature layout is fixed by the spec.
@@ -163,7 +179,8 @@ class ObservationEncoder(nn.Module):
             layers.append(nn.Linear(width, config.lowdim_feature_dim))
             self.lowdim_mlp = nn.Sequential(*layers)
             lowdim_width = config.lowdim_feature_dim
-        self.output_dim = lowdim_width + sum(camera.feature_dim for camera in self.cameras.values())
+        self.output_dim = lowdim_width + sum(camera.feature_dim
+                                             for camera in self.cameras.values())
         if self.output_dim == 0:
             raise ValueError('the policy spec has no observation keys; expected at least one')
 
@@ -194,10 +211,10 @@ def _flat_size(shape: list[int]) -> int:
     return size
 
 
-
 def prepare_observations(obs: Mapping[str, Any], spec: PolicySpec, normalizer: Normalizer,
                          device: torch.device, prefix: str = '') -> dict[str, torch.Tensor]:
-    """Check an observation history and normalise it into encoder input tensors.
+    """
+    Check an observation history and normalise it into encoder input tensors.
 
     ``obs[prefix + key]`` is ``(B, To', *shape)`` (numpy or torch) with ``To' >= n_obs_steps``;
     the newest ``n_obs_steps`` are kept. Low-dim keys become normalised float32, image keys stay

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 Message layouts shared by the perception, policy and recorder nodes.
 
@@ -34,6 +48,7 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -195,11 +210,21 @@ class NodeConfigError(ValueError):
 
 def declare_parameters(node: Node,
                        table: dict[str, tuple[Any, str, dict[str, Any]]]) -> dict[str, Any]:
-    """Declare ``name -> (default, description, descriptor extras)`` read-only; return values."""
+    """
+    Declare ``name -> (default, description, descriptor extras)`` read-only; return values.
+
+    ROS cannot type an empty YAML list (``image_keys: []`` arrives as an unset parameter), so an
+    unset list parameter reads as the empty list it was meant to be.
+    """
+    values = {}
     for name, (default, description, extras) in table.items():
         node.declare_parameter(name, default, ParameterDescriptor(
             description=description, read_only=True, **extras))
-    return {name: node.get_parameter(name).value for name in table}
+        value = node.get_parameter_or(name).value
+        if value is None and isinstance(default, list):
+            value = []
+        values[name] = value
+    return values
 
 
 def resolve_checkpoint(checkpoint: str, policy_type: str, task: str) -> Path:
@@ -281,3 +306,21 @@ class RollingSamples:
 
 def key_values(items: Iterable[tuple[str, object]]) -> list[KeyValue]:
     return [KeyValue(key=key, value=str(value)) for key, value in items]
+
+
+def spin(node: Node) -> None:
+    """
+    Spin ``node`` on a single-threaded executor until shutdown.
+
+    On Ctrl-C / SIGINT rclpy shuts the context down from its signal handler; a message take that
+    races it fails with a RuntimeError, which is part of shutting down, not an error.
+    """
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if node.context.ok():
+            raise

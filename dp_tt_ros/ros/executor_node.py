@@ -114,8 +114,9 @@ PARAMETERS: dict[str, tuple[object, str, dict]] = {
     'start_enabled': (True, 'start executing chunks without a ~/enable call', {}),
     'diagnostics_period': (1.0, 'wall seconds between /diagnostics messages',
                            _floats(0.05, 3600.0)),
-    'realtime_priority': (0, 'SCHED_FIFO priority of the control thread; 0 keeps the normal '
-                          'scheduler (needs CAP_SYS_NICE)', _ints(0, 99)),
+    'realtime_priority': (0, "SCHED_FIFO priority of the node's threads (control loop, "
+                          'executor, DDS); 0 keeps the normal scheduler; without CAP_SYS_NICE '
+                          'it warns and keeps it too', _ints(0, 99)),
     'joints': (list(COMMAND_JOINTS), 'order of command values and of the limit arrays: the 7 '
                'arm joints and panda_gripper, each once', {}),
 }
@@ -228,6 +229,7 @@ class ExecutorNode(Node):
                         'stale_events': 0}
         self._last_rejection = ''
         self._stats = LoopStats(self.period_s)
+        self._scheduling = 'normal'
 
         reliable = QoSProfile(depth=10)
         forward = settings.controller_mode == 'forward_position'
@@ -312,7 +314,7 @@ class ExecutorNode(Node):
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
-        """ROS time in seconds: simulated with use_sim_time, system time otherwise."""
+        """Return ROS time in seconds: simulated with use_sim_time, system time otherwise."""
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ callbacks
@@ -408,13 +410,18 @@ class ExecutorNode(Node):
 
     # ------------------------------------------------------------------ control loop
     def _run_loop(self) -> None:
-        if self.settings.realtime_priority > 0:
+        priority = self.settings.realtime_priority
+        if priority > 0:
+            # Like ros2_control's controller_manager: ask for SCHED_FIFO, warn if refused. Every
+            # thread of the process gets it (executor, DDS): a normal-priority thread holding
+            # the GIL would otherwise be preempted by other processes and stall this loop.
             try:
-                os.sched_setscheduler(0, os.SCHED_FIFO,
-                                      os.sched_param(self.settings.realtime_priority))
+                for thread_id in sorted(int(tid) for tid in os.listdir('/proc/self/task')):
+                    os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
+                self._scheduling = f'SCHED_FIFO {priority}'
             except (OSError, AttributeError) as error:
-                self.get_logger().warning(f'realtime_priority: {error}; keeping the normal '
-                                          f'scheduler')
+                self.get_logger().warning(f'realtime_priority {priority}: {error}; the control '
+                                          f'loop keeps the normal scheduler')
         next_diagnostics = time.monotonic() + self.settings.diagnostics_period
         wait = self._wait_sim_tick if self.sim_time else self._wait_wall_tick
         deadline: int | None = None
@@ -499,6 +506,11 @@ class ExecutorNode(Node):
         if self._trajectory_pub is not None:
             self._trajectory_pub.publish(self._trajectory(now, [self.period_s], command[None]))
 
+    def counts(self) -> dict[str, int]:
+        """Return the chunk counters published on /diagnostics (accepted, rejected, ...)."""
+        with self._lock:
+            return dict(self._counts)
+
     def state(self) -> str:
         """Return what the executor is doing: the ``state`` value of its diagnostics."""
         with self._lock:
@@ -524,7 +536,8 @@ class ExecutorNode(Node):
         values['missed_ticks'] = self._stats.missed
         values.update(controller_mode=self.settings.controller_mode,
                       control_rate=self.settings.control_rate, blend=self.settings.blend,
-                      time_source='sim' if self.sim_time else 'wall')
+                      time_source='sim' if self.sim_time else 'wall',
+                      loop_scheduling=self._scheduling)
         level = DiagnosticStatus.OK
         if values['state'] in ('stale_hold', 'continuation', 'disabled'):
             level = DiagnosticStatus.WARN

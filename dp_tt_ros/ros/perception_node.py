@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 The perception node: camera images and joint states in, encoded policy context out.
 
@@ -35,7 +49,6 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from rcl_interfaces.msg import FloatingPointRange
@@ -47,7 +60,7 @@ from dp_tt_ros.data.history import (
 from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
 from dp_tt_ros.ros.context import (
     checkpoint_id, declare_parameters, encode_context, joint_state_vectors, key_values,
-    NodeConfigError, resolve_checkpoint, RollingSamples, stamp_to_ns, task_episode)
+    NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
 
 NODE_NAME = 'perception'
@@ -58,7 +71,7 @@ LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
 PERIOD_TOLERANCE = 0.1
 
 
-def _positive(low: float, high: float) -> dict[str, Any]:
+def _float_range(low: float, high: float) -> dict[str, Any]:
     return {'floating_point_range': [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
 
 
@@ -68,12 +81,13 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'task': ('reach', 'task of the shipped default checkpoint', {}),
     'device': ('cpu', 'torch device for the encoders: cpu or cuda', {}),
     'rate_hz': (0.0, 'most contexts per second; 0 = one per policy dt of the checkpoint',
-                _positive(0.0, 1000.0)),
+                _float_range(0.0, 1000.0)),
     'stale_timeout': (0.5, 'seconds after which a sensor without news counts as stale',
-                      _positive(0.001, 60.0)),
+                      _float_range(0.001, 60.0)),
     'image_topics': (['/camera/image_raw'], "Image topics for the checkpoint's image_keys, in "
                      'order; entries beyond the number of image keys are unused', {}),
-    'diagnostics_period': (1.0, 'seconds between /diagnostics messages', _positive(0.05, 3600.0)),
+    'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
+                           _float_range(0.05, 3600.0)),
 }
 
 
@@ -99,6 +113,9 @@ class PerceptionNode(Node):
         if unknown:
             raise NodeConfigError(f'checkpoint {directory} observes {unknown}; this node provides '
                                   f'{sorted(LOWDIM_SOURCES)} and image keys')
+        if spec.goal_dim not in (0, 3):
+            raise NodeConfigError(f'checkpoint {directory} has a {spec.goal_dim}-d goal; /goal '
+                                  '(PoseStamped) provides a 3-d position')
         if len(params['image_topics']) < len(spec.image_keys):
             raise NodeConfigError(f"parameter image_topics={list(params['image_topics'])} must "
                                   f'name one topic per checkpoint image key {spec.image_keys}')
@@ -227,6 +244,8 @@ class PerceptionNode(Node):
         self.encode_ms.add(1e3 * (time.perf_counter() - started))
         self.last_context_ns = history.stamp_ns
         self.counts['contexts'] += 1
+        if self.counts['contexts'] == 1:
+            self.get_logger().info('first context published')
 
     def _stale_reasons(self) -> dict[str, str]:
         newest = {self.sources[key]: buffer.newest_stamp for key, buffer in self.buffers.items()}
@@ -263,14 +282,12 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = PerceptionNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        spin(node)
     except (NodeConfigError, CheckpointError, InvalidParameterTypeException,
             InvalidParameterValueException) as error:
         print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         pass
     finally:
         if node is not None:

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 The policy node: encoded contexts in, time-stamped action chunks out (a lifecycle node).
 
@@ -32,21 +46,21 @@ import numpy as np
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecyclePublisher, Node, State, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
-from rclpy.timer import Timer
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from std_msgs.msg import Float32MultiArray
+import torch
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_tt_ros.policies.base import Policy
 from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
 from dp_tt_ros.ros.context import (
     checkpoint_id, chunk_to_trajectory, declare_parameters, decode_context, key_values,
-    LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, task_episode)
+    LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
+    task_episode)
 
 NODE_NAME = 'policy'
 DEVICES = ('cpu', 'cuda')
@@ -127,8 +141,18 @@ class PolicyNode(Node):
         self.counts = {'contexts': 0, 'chunks': 0, 'rejected_contexts': 0, 'errors': 0,
                        'ignored_while_inactive': 0}
         self.last_problem = ''
+        self.recent_problems = 0
         self.episode: str | None = None
         self.entities: list[Any] = []
+        self.chunk_pub: LifecyclePublisher | None = None
+        self.timing_pub: Publisher | None = None
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics',
+                                                     QoSProfile(depth=10))
+        # Callbacks share the counters and the mailbox: never run them concurrently, even when
+        # the node is composed into a multi-threaded executor.
+        self.group = MutuallyExclusiveCallbackGroup()
+        self.create_timer(self.params['diagnostics_period'], self._publish_diagnostics,
+                          callback_group=self.group)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -138,7 +162,6 @@ class PolicyNode(Node):
                 raise NodeConfigError(f"parameter device={params['device']!r}; expected one of "
                                       f'{list(DEVICES)}')
             if params['torch_threads']:
-                import torch
                 torch.set_num_threads(params['torch_threads'])
             directory = resolve_checkpoint(params['checkpoint'], params['policy_type'],
                                            params['task'])
@@ -150,27 +173,22 @@ class PolicyNode(Node):
                 raise NodeConfigError(f'inference parameters {options}: {error}') from error
             self.checkpoint_id = checkpoint_id(directory)
             self._warm_up(policy, params['warmup_runs'])
-        except (NodeConfigError, CheckpointError) as error:
-            self.get_logger().error(f'configure failed: {error}')
+        except (NodeConfigError, CheckpointError, RuntimeError) as error:
+            self._problem(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
         self.policy = policy
         spec = policy.spec
         self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, '/policy/action_chunk',
                                                          QoSProfile(depth=10))
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics',
-                                                     QoSProfile(depth=10))
         self.timing_pub = (self.create_publisher(DiagnosticStatus, '/policy/timing',
                                                  QoSProfile(depth=100))
                            if params['publish_timing'] else None)
-        group = MutuallyExclusiveCallbackGroup()
         self.entities = [
-            self.chunk_pub, self.diagnostics_pub, self.timing_pub,
+            self.chunk_pub, self.timing_pub,
             self.create_subscription(Float32MultiArray, '/policy/context', self._on_context,
-                                     QoSProfile(depth=1), callback_group=group),
+                                     QoSProfile(depth=1), callback_group=self.group),
             self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
-                                     QoSProfile(depth=10), callback_group=group),
-            self.create_timer(params['diagnostics_period'], self._publish_diagnostics,
-                              callback_group=group),
+                                     QoSProfile(depth=10), callback_group=self.group),
         ]
         self.stop_worker.clear()
         self.worker = threading.Thread(target=self._work, name='policy-inference', daemon=True)
@@ -199,14 +217,14 @@ class PolicyNode(Node):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
+        self.release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
+        self.release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Stop the worker and drop the model and every ROS entity made in configure."""
         self.active.clear()
         self.stop_worker.set()
@@ -221,17 +239,21 @@ class PolicyNode(Node):
                 self.destroy_publisher(entity)
             elif isinstance(entity, Subscription):
                 self.destroy_subscription(entity)
-            elif isinstance(entity, Timer):
-                self.destroy_timer(entity)
         self.entities = []
+        self.chunk_pub = self.timing_pub = None
         with self.policy_lock:
             self.policy = None
 
     # ------------------------------------------------------------------ inputs
+    def _problem(self, message: str) -> None:
+        """Log a problem (throttled) and show it on /diagnostics until a period passes without."""
+        self.last_problem = message
+        self.recent_problems += 1
+        self.get_logger().error(message, throttle_duration_sec=5.0)
+
     def _reject(self, reason: str) -> None:
         self.counts['rejected_contexts'] += 1
-        self.last_problem = reason
-        self.get_logger().error(f'rejected context: {reason}', throttle_duration_sec=5.0)
+        self._problem(f'rejected context: {reason}')
 
     def _on_context(self, msg: Float32MultiArray) -> None:
         if not self.active.is_set() or self.policy is None:
@@ -282,22 +304,28 @@ class PolicyNode(Node):
                     chunk = self.policy.act(context.context, context.goal)[0]
                 except (RuntimeError, ValueError) as error:
                     self.counts['errors'] += 1
-                    self.last_problem = f'inference failed: {error}'
-                    self.get_logger().error(self.last_problem, throttle_duration_sec=5.0)
+                    self._problem(f'inference failed: {error}')
                     continue
                 inference_ns = time.perf_counter_ns() - started_ns
                 spec = self.policy.spec
             if not np.all(np.isfinite(chunk)):
                 self.counts['errors'] += 1
-                self.last_problem = 'policy produced NaN/Inf actions; chunk not published'
-                self.get_logger().error(self.last_problem, throttle_duration_sec=5.0)
+                self._problem('policy produced NaN/Inf actions; chunk not published')
                 continue
             msg = chunk_to_trajectory(chunk, spec.joint_names, spec.dt, context.stamp_ns)
             if not self.active.is_set():
                 continue
-            self.chunk_pub.publish(msg)
             published_ns = self.get_clock().now().nanoseconds
+            try:
+                self.chunk_pub.publish(msg)
+            except RuntimeError:
+                if self.context.ok():
+                    raise
+                return  # Ctrl-C shut the context down while this chunk was being computed.
             self.counts['chunks'] += 1
+            if self.counts['chunks'] == 1:
+                self.get_logger().info(
+                    f'first action chunk published ({inference_ns / 1e6:.1f} ms inference)')
             self.inference_ms.add(inference_ns / 1e6)
             self.age_ms.add((published_ns - context.stamp_ns) / 1e6)
             if self.timing_pub is not None:
@@ -311,12 +339,17 @@ class PolicyNode(Node):
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name=f'{NODE_NAME}: inference', hardware_id=NODE_NAME)
-        if self.counts['rejected_contexts'] or self.counts['errors']:
+        if self.recent_problems:
             status.level = DiagnosticStatus.ERROR
             status.message = self.last_problem
+        elif self.policy is None:
+            status.level = DiagnosticStatus.WARN
+            status.message = 'unconfigured' + (f' ({self.last_problem})'
+                                               if self.last_problem else '')
         else:
             status.level = DiagnosticStatus.OK
             status.message = 'active' if self.active.is_set() else 'inactive'
+        self.recent_problems = 0
         status.values = key_values(self.counts.items())
         status.values += key_values([('replaced_contexts', self.mailbox.replaced),
                                      ('checkpoint_id', self.checkpoint_id)])
@@ -342,14 +375,12 @@ def main(args: list[str] | None = None) -> int:
             if node.policy is None:
                 return 2
             node.trigger_activate()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin(node)
+    except KeyboardInterrupt:
         pass
     finally:
         if node is not None:
-            node._release()
+            node.release()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 The recorder node: teleoperated or scripted demonstrations from live topics into an episode store.
 
@@ -35,7 +49,6 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from rcl_interfaces.msg import FloatingPointRange
@@ -47,7 +60,7 @@ from dp_tt_ros.data.episode_store import EpisodeStore, EpisodeStoreError
 from dp_tt_ros.data.history import seconds_to_ns, StampedBuffer
 from dp_tt_ros.robot import COMMAND_JOINTS
 from dp_tt_ros.ros.context import (
-    declare_parameters, joint_state_vectors, key_values, NodeConfigError, stamp_to_ns)
+    declare_parameters, joint_state_vectors, key_values, NodeConfigError, spin, stamp_to_ns)
 from dp_tt_ros.ros.conversions import msg_to_rgb
 
 NODE_NAME = 'recorder'
@@ -296,14 +309,12 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = RecorderNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        spin(node)
     except (NodeConfigError, EpisodeStoreError, InvalidParameterTypeException,
             InvalidParameterValueException) as error:
         print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         pass
     finally:
         if node is not None:

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 Scripted experts: Cartesian waypoint followers turned into joint targets by inverse kinematics.
 
@@ -6,8 +20,9 @@ capped speed, solves IK for it (gripper pointing down) and emits the 8 absolute 
 environment expects, one row per 0.1 s control step, just like a policy's action chunk.
 
 ``noise`` (metres) is the standard deviation of a slowly varying (AR(1), correlation 0.8 per step)
-offset added to the commanded position. The experts close the loop on the true object state, so
-noisy demos are still mostly successful but slower and less tidy: demos of varying quality.
+offset added to the commanded position, scaled to 20 % near contacts (grasping, placing,
+pushing). The experts close the loop on the true object state, so noisy demos are still mostly
+successful but slower and less tidy: demos of varying quality.
 """
 
 from __future__ import annotations
@@ -25,16 +40,23 @@ OPEN = 0.04
 CLOSED = 0.0
 NOISE_CORRELATION = 0.8
 MAX_YAW_STEP = 0.3
+CAREFUL = 0.2
 
 
 @dataclass
 class Waypoint:
-    """Where the grasp point should go next, with what gripper yaw and opening, how fast."""
+    """
+    Where the grasp point should go next, with what gripper yaw and opening, how fast.
+
+    ``care`` scales the noise down near contacts, the way a demonstrator slows down and aims
+    there: sloppy transit, careful grasps.
+    """
 
     position: np.ndarray
     yaw: float
     gripper: float
     speed: float = 0.05
+    care: float = 1.0
 
 
 def _cube_yaw(quaternion: np.ndarray) -> float:
@@ -99,7 +121,7 @@ class Expert(ABC):
             innovation = self.rng.normal(0.0, self.noise, 3)
             self._offset = (NOISE_CORRELATION * self._offset
                             + np.sqrt(1 - NOISE_CORRELATION ** 2) * innovation)
-        joints = world.inverse_kinematics(self._point + self._offset, self._yaw)
+        joints = world.inverse_kinematics(self._point + waypoint.care * self._offset, self._yaw)
         return np.append(joints, waypoint.gripper)
 
 
@@ -177,10 +199,11 @@ class PushExpert(Expert):
             if self._reached(low, tolerance=0.015):
                 self._phase = 'push'
             else:
-                return Waypoint(low, yaw, CLOSED, speed=0.04)
+                return Waypoint(low, yaw, CLOSED, speed=0.04, care=CAREFUL)
         advance = min(0.02, remaining)
         pusher = cube - direction * (self.contact - advance)
-        return Waypoint(np.append(pusher, self.push_height), yaw, CLOSED, speed=0.02)
+        return Waypoint(np.append(pusher, self.push_height), yaw, CLOSED, speed=0.02,
+                        care=CAREFUL)
 
 
 class PickPlaceExpert(Expert):
@@ -200,7 +223,10 @@ class PickPlaceExpert(Expert):
         goal = obs['goal'].astype(float)
         ee = self.world.ee_position()
         phase = self._phase
-        if phase in ('lift', 'carry', 'lower') and np.linalg.norm(cube - ee) > 0.04:
+        dropped = phase in ('lift', 'carry', 'lower') and np.linalg.norm(cube - ee) > 0.04
+        missed = (phase == 'retreat'
+                  and np.linalg.norm(cube[:2] - goal[:2]) > PickPlaceScene.success_tolerance)
+        if dropped or missed:
             phase = 'above_cube'
         if phase == 'above_cube':
             above = np.array([cube[0], cube[1], self.travel_height])
@@ -214,11 +240,12 @@ class PickPlaceExpert(Expert):
             if self._reached(grasp, tolerance=0.008):
                 phase, self._hold_steps = 'close', 0
             else:
-                return self._go(phase, Waypoint(grasp, cube_yaw, OPEN, speed=0.03))
+                return self._go(phase, Waypoint(grasp, cube_yaw, OPEN, speed=0.03, care=CAREFUL))
         if phase == 'close':
             self._hold_steps += 1
             if self._hold_steps <= 4:
-                return self._go(phase, Waypoint(self._point.copy(), self._yaw, CLOSED))
+                return self._go(phase, Waypoint(self._point.copy(), self._yaw, CLOSED,
+                                                care=CAREFUL))
             self._grip_offset = cube[:2] - ee[:2]
             phase = 'lift'
         if phase == 'lift':
@@ -238,11 +265,13 @@ class PickPlaceExpert(Expert):
             if self._reached(place, tolerance=0.008):
                 phase, self._hold_steps = 'release', 0
             else:
-                return self._go(phase, Waypoint(place, self._yaw, CLOSED, speed=0.03))
+                return self._go(phase, Waypoint(place, self._yaw, CLOSED, speed=0.03,
+                                                care=CAREFUL))
         if phase == 'release':
             self._hold_steps += 1
             if self._hold_steps <= 3:
-                return self._go(phase, Waypoint(self._point.copy(), self._yaw, OPEN))
+                return self._go(phase, Waypoint(self._point.copy(), self._yaw, OPEN,
+                                                care=CAREFUL))
             phase = 'retreat'
         retreat = np.array([self._point[0], self._point[1], self.travel_height])
         return self._go(phase, Waypoint(retreat, self._yaw, OPEN))

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """
 Task scenes: the objects of each task, how they are randomised, scored and what may be touched.
 
@@ -208,6 +222,8 @@ class PushScene(Scene):
             goal = cube + distance * np.array([np.cos(angle), np.sin(angle), 0.0])
             if 0.38 <= goal[0] <= 0.65 and abs(goal[1]) <= 0.2:
                 break
+        else:
+            raise RuntimeError(f'no push target on the table around the cube at {cube}')
         self.goal = np.array([goal[0], goal[1], self.cube_half])
         self._place(self.cube, cube, rng.uniform(-np.pi / 4, np.pi / 4))
         self._place(self.pad, np.array([goal[0], goal[1], 0.001]))

@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Everything that defines a Diffusion Policy; round-trips through ``config.json``."""
 
 from __future__ import annotations
@@ -20,7 +34,8 @@ PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 
 @dataclass
 class InferenceOptions:
-    """Inference-time settings that need no retraining (see ``set_inference_options``).
+    """
+    Inference-time settings that need no retraining (see ``set_inference_options``).
 
     ``guidance_scale`` w: 1 = goal-conditioned only, 0 = unconditional only, otherwise both passes
     are combined as ``eps_u + w (eps_c - eps_u)``. ``backend`` picks how the U-Net runs each step:

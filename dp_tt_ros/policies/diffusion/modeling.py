@@ -1,8 +1,23 @@
-"""Diffusion Policy (Chi et al. 2023): denoise an action chunk conditioned on observations + goal.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Diffusion Policy (Chi et al. 2023): denoise an action chunk conditioned on observations + goal.
 
 Training: DDPM noising of the normalised action chunk at a uniformly drawn step, the denoiser
-predicts the noise (or the clean chunk), MSE. The goal is replaced by a learned "no goal" token with
-probability ``goal_dropout`` so the same network also models the goal-free distribution, which
+predicts the noise (or the clean chunk), MSE. The goal is replaced by a learned "no goal" token
+with probability ``goal_dropout`` so the same network also models the goal-free distribution, which
 classifier-free guidance needs: ``eps = eps_uncond + w (eps_cond - eps_uncond)``.
 
 Inference (``act``) runs the fast path by default for the U-Net: FiLM vectors for every step are
@@ -10,8 +25,9 @@ computed once per chunk (:meth:`ConditionalUnet1D.film_table`), the conditional 
 passes of guidance share one batched call, and the per-step body is a channels-last matmul
 version of the U-Net (:class:`PackedUnet`) traced into a frozen TorchScript graph, cached per batch
 size and rebuilt whenever the weights change. The ``backend`` inference option selects an earlier
-stage of this pipeline instead (the benchmark measures each); ``precision='bfloat16'`` runs the
-packed body in bfloat16 (half the weight traffic; much faster matmuls on CPUs with AMX).
+stage of this pipeline instead (the benchmark measures each); ``precision='bfloat16'`` stores the
+packed convolution weights and runs their matmuls in bfloat16 (half the weight bytes per step,
+bfloat16 matmul units where the CPU has them); element-wise work stays float32.
 """
 
 from __future__ import annotations
@@ -44,7 +60,7 @@ class GoalEmbedding(nn.Module):
 
     def forward(self, goal: torch.Tensor | None, batch: int,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Embed ``goal (B, goal_dim)``; rows with ``keep == False`` (or all, if no goal) get null."""
+        """Embed ``goal (B, goal_dim)``; rows with ``keep == False`` (all, if no goal) get null."""
         null = self.null.expand(batch, -1)
         if goal is None:
             return null
@@ -89,7 +105,8 @@ class DiffusionPolicy(Policy):
         return cls(parsed, fit_policy_normalizer(store_or_stats, spec))
 
     def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
+        """Return the architecture plus the current inference options (tuned K/sampler persist)."""
+        return {**self.config.to_dict(), 'inference': dict(vars(self.inference))}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> 'DiffusionPolicy':
@@ -105,8 +122,7 @@ class DiffusionPolicy(Policy):
         return self.encoder.output_dim
 
     def set_inference_options(self, **options: Any) -> None:
-        """Set ``num_inference_steps``, ``sampler``, ``eta``, ``guidance_scale``, ``backend``
-        or ``precision`` (see :class:`InferenceOptions`)."""
+        """Set any of the :class:`InferenceOptions` fields by name, validated together."""
         unknown = sorted(set(options) - set(vars(self.inference)))
         if unknown:
             raise ValueError(f'DiffusionPolicy has no inference options {unknown}; expected some '
@@ -150,7 +166,8 @@ class DiffusionPolicy(Policy):
     def sample(self, context: torch.Tensor, goal: torch.Tensor | None,
                noise: torch.Tensor | None = None,
                step_noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Draw normalised chunks ``(B, H, d_a)`` for a normalised-goal batch.
+        """
+        Draw normalised chunks ``(B, H, d_a)`` for a normalised-goal batch.
 
         ``noise`` is the initial sample and ``step_noise`` the per-step draws of the stochastic
         samplers; both default to fresh standard normal draws (given only to compare paths).
@@ -229,7 +246,8 @@ class DiffusionPolicy(Policy):
         return step
 
     def _step_network(self, rows: int, film: torch.Tensor) -> nn.Module:
-        """The U-Net body the chosen backend runs each step; the eager body when training.
+        """
+        Return the U-Net body the chosen backend runs each step; the eager body when training.
 
         Packed networks copy the weights, so they are cached per (backend, rows, precision) and
         keyed on the weights' version counters: training steps or ``load_state_dict`` after a

@@ -1,4 +1,19 @@
-"""DDPM forward process and the DDPM / DDIM reverse samplers, written out from the papers.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+DDPM forward process and the DDPM / DDIM reverse samplers, written out from the papers.
 
 Forward process (Ho et al. 2020): ``q(a_k | a_{k-1}) = N(sqrt(1 - beta_k) a_{k-1}, beta_k I)``, so
 ``a_k = sqrt(alpha_bar_k) a_0 + sqrt(1 - alpha_bar_k) eps``. At inference any subset of the
@@ -84,7 +99,8 @@ def _betas_from_alpha_bar(num_steps: int, power: int, offset: float = 0.008) -> 
 
 
 class NoiseScheduler:
-    """Noising for training and one reverse step of DDPM or DDIM for sampling.
+    """
+    Noising for training and one reverse step of DDPM or DDIM for sampling.
 
     Timesteps are 0-based indices ``0 .. K_train - 1`` into ``alpha_bar``; the sampler's "previous"
     step of the last visited timestep is ``-1`` with ``alpha_bar = 1``.
@@ -116,7 +132,8 @@ class NoiseScheduler:
         return noise if self.config.prediction_type == 'epsilon' else sample
 
     def inference_timesteps(self, num_steps: int) -> list[int]:
-        """Evenly strided timesteps from ``K_train - 1`` down, ending at ``stride - 1``.
+        """
+        Evenly strided timesteps from ``K_train - 1`` down, ending at ``stride - 1``.
 
         The first visited step is always the noisiest one, so sampling starts from pure noise
         whatever ``num_steps`` is; ``num_steps == K_train`` visits every step.
@@ -131,7 +148,8 @@ class NoiseScheduler:
 
     def split_prediction(self, sample: torch.Tensor, model_output: torch.Tensor,
                          alpha_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(x0, eps)`` implied by the model output at noise level ``alpha_bar``.
+        """
+        Return ``(x0, eps)`` implied by the model output at noise level ``alpha_bar``.
 
         With clipping on, ``x0`` is clipped to the data range and ``eps`` recomputed from the
         clipped ``x0`` so the two stay consistent.
@@ -152,7 +170,8 @@ class NoiseScheduler:
     def step(self, sample: torch.Tensor, model_output: torch.Tensor, timestep: int,
              prev_timestep: int, sampler: str = 'ddim', eta: float = 0.0,
              noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Go from ``timestep`` to ``prev_timestep`` (< timestep, -1 = clean) with one sampler.
+        """
+        Go from ``timestep`` to ``prev_timestep`` (< timestep, -1 = clean) with one sampler.
 
         ``ddpm`` uses the exact Gaussian posterior ``q(a_s | a_t, a_0)`` with its variance
         (``fixed_small``); ``ddim`` uses Song et al.'s update with noise scale ``eta`` (``eta=1``

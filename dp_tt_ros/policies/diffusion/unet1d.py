@@ -1,4 +1,19 @@
-"""Conditional 1-D temporal U-Net denoiser with FiLM conditioning.
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Conditional 1-D temporal U-Net denoiser with FiLM conditioning.
 
 The action chunk ``(B, H, d_a)`` is treated as a ``d_a``-channel signal over time. Every residual
 block (Conv1d -> GroupNorm -> Mish, twice) is modulated after its first convolution by a
@@ -80,7 +95,7 @@ class ConvNormMish(nn.Module):
 
 
 class FilmResidualBlock(nn.Module):
-    """Two conv blocks; FiLM ``h * scale + bias`` after the first; 1x1 conv skip if widths differ."""
+    """Two conv blocks, FiLM ``h * scale + bias`` after the first, 1x1 skip conv if widths vary."""
 
     def __init__(self, in_channels: int, out_channels: int, cond_dim: int, kernel_size: int,
                  n_groups: int) -> None:
@@ -104,7 +119,8 @@ class FilmResidualBlock(nn.Module):
 
 
 class FilmUnetCore(nn.Module):
-    """The convolutional body; conditioning arrives as one precomputed FiLM tensor.
+    """
+    The convolutional body; conditioning arrives as one precomputed FiLM tensor.
 
     ``film`` is ``(B, total_film_width)``, the per-block scale/bias vectors laid end to end in
     block order (``film_slices``).
@@ -144,7 +160,7 @@ class FilmUnetCore(nn.Module):
         self.film_width = start_at
 
     def residual_blocks(self) -> list[FilmResidualBlock]:
-        """The FiLM blocks in the order their FiLM vectors are laid out."""
+        """List the FiLM blocks in the order their FiLM vectors are laid out."""
         blocks: list[FilmResidualBlock] = []
         for level in self.down:
             blocks += [level[0], level[1]]
@@ -195,7 +211,7 @@ class ConditionalUnet1D(nn.Module):
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor,
                 global_cond: torch.Tensor) -> torch.Tensor:
-        """Reference path (training, and the naive benchmark): condition recomputed per call."""
+        """Run the reference path (training, naive benchmark): condition recomputed per call."""
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(sample.shape[0])
         cond = torch.cat([self.step_embedding(timesteps), global_cond], dim=-1)
@@ -204,7 +220,8 @@ class ConditionalUnet1D(nn.Module):
         return self.core(sample, film)
 
     def film_table(self, timesteps: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
-        """FiLM vectors for every (step, batch row): ``(K, B, film_width)``, two matmuls in all.
+        """
+        Compute FiLM vectors of every (step, batch row): ``(K, B, film_width)``, in two matmuls.
 
         Equal to what :meth:`forward` computes for each step, up to float rounding.
         """
@@ -217,20 +234,23 @@ class ConditionalUnet1D(nn.Module):
 
 
 class PackedUnet(nn.Module):
-    """Inference copy of a :class:`FilmUnetCore`: channels-last, every convolution one matmul.
+    """
+    Inference copy of a :class:`FilmUnetCore`: channels-last, every convolution one matmul.
 
     At batch 1 and horizons of 4-16 samples, library Conv1d kernels spend most of their time on
     layout handling rather than arithmetic. Here activations stay ``(B, L, C)``, a convolution is
     ``im2col`` (a strided view) followed by one ``addmm`` with a weight packed once as
     ``(C_in * k, C_out)``, and the transposed convolution is one matmul plus an overlap-add.
-    Outputs equal :class:`FilmUnetCore`'s up to float rounding. The weights are copied, so a
+    Outputs equal :class:`FilmUnetCore`'s up to float rounding. ``dtype`` is the storage and matmul
+    precision of the convolution weights; activations, GroupNorm, Mish and FiLM stay float32
+    (bfloat16 halves the weight bytes each step must stream and uses the CPU's bfloat16 matmul
+    units, while the cheap element-wise work keeps full precision). The weights are copied, so a
     packed net must be rebuilt after the source weights change.
     """
 
     def __init__(self, core: FilmUnetCore, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.film_slices = list(core.film_slices)
-        self.dtype = dtype
         self.blocks = nn.ModuleList([_PackedResidual(block, dtype)
                                      for block in core.residual_blocks()])
         self.down_layers = len(core.down)
@@ -242,8 +262,7 @@ class PackedUnet(nn.Module):
         self.final_conv = _PackedConv(core.final[1], dtype)
 
     def forward(self, sample: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
-        x = sample.to(self.dtype)
-        film = film.to(self.dtype)
+        x = sample.float()
         films = [film[:, start:stop] for start, stop in self.film_slices]
         blocks = iter(zip(self.blocks, films))
         skips: list[torch.Tensor] = []
@@ -263,33 +282,38 @@ class PackedUnet(nn.Module):
                 block, block_film = next(blocks)
                 x = block(x, block_film)
             x = upsample(x)
-        return self.final_conv(self.final_block(x)).to(sample.dtype)
+        return self.final_conv(self.final_block(x))
 
 
 class _PackedConv(nn.Module):
-    """Conv1d on ``(B, L, C)`` as im2col + addmm."""
+    """
+    Conv1d on ``(B, L, C)`` as im2col + one ``linear``.
+
+    No sizes are computed from shapes, so a trace of it records no shape arithmetic.
+    """
 
     def __init__(self, conv: nn.Conv1d, dtype: torch.dtype, stride: int = 1) -> None:
         super().__init__()
         out_channels, in_channels, kernel = conv.weight.shape
         self.kernel, self.stride, self.padding = kernel, stride, conv.padding[0]
-        packed = conv.weight.detach().permute(1, 2, 0).reshape(in_channels * kernel, out_channels)
+        packed = conv.weight.detach().reshape(out_channels, in_channels * kernel)
         self.register_buffer('weight', packed.to(dtype).contiguous(), persistent=False)
         self.register_buffer('bias', conv.bias.detach().to(dtype).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[0]
         if self.kernel == 1 and self.stride == 1:
-            cols = x.reshape(-1, x.shape[-1])
+            cols = x
         else:
             padded = F.pad(x, (0, 0, self.padding, self.padding))
-            cols = padded.unfold(1, self.kernel, self.stride)
-            cols = cols.reshape(batch * cols.shape[1], -1)
-        return torch.addmm(self.bias, cols, self.weight).reshape(batch, -1, self.weight.shape[1])
+            cols = padded.unfold(1, self.kernel, self.stride).flatten(2)
+        if self.weight.dtype == torch.float32:
+            return F.linear(cols, self.weight, self.bias)
+        return F.linear(cols.to(self.weight.dtype), self.weight, self.bias).float()
 
 
 class _PackedTransposedConv(nn.Module):
-    """ConvTranspose1d(k=4, stride=2, padding=1) on ``(B, L, C)``: matmul, then overlap-add.
+    """
+    ConvTranspose1d(k=4, stride=2, padding=1) on ``(B, L, C)``: matmul, then overlap-add.
 
     Output position ``2m`` receives taps 1 (from input ``m``) and 3 (from ``m - 1``); position
     ``2m + 1`` receives taps 2 (from ``m``) and 0 (from ``m + 1``).
@@ -302,15 +326,15 @@ class _PackedTransposedConv(nn.Module):
             raise ValueError('only ConvTranspose1d(kernel 4, stride 2, padding 1) can be packed')
         packed = conv.weight.detach().permute(0, 2, 1).reshape(in_channels, 4 * out_channels)
         self.register_buffer('weight', packed.to(dtype).contiguous(), persistent=False)
-        self.register_buffer('bias', conv.bias.detach().to(dtype).clone(), persistent=False)
+        self.register_buffer('bias', conv.bias.detach().float().clone(), persistent=False)
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        taps = (x.reshape(batch * length, -1) @ self.weight).reshape(batch, length, 4, -1)
+        taps = (x.to(self.weight.dtype) @ self.weight).float()
+        taps = taps.unflatten(-1, (4, self.out_channels))
         even = taps[:, :, 1] + F.pad(taps[:, :-1, 3], (0, 0, 1, 0))
         odd = taps[:, :, 2] + F.pad(taps[:, 1:, 0], (0, 0, 0, 1))
-        return torch.stack([even, odd], dim=2).reshape(batch, 2 * length, -1) + self.bias
+        return torch.stack([even, odd], dim=2).flatten(1, 2) + self.bias
 
 
 class _PackedConvNormMish(nn.Module):
@@ -321,16 +345,14 @@ class _PackedConvNormMish(nn.Module):
         self.conv = _PackedConv(block.conv, dtype)
         self.groups = block.norm.num_groups
         self.eps = block.norm.eps
-        self.register_buffer('gamma', block.norm.weight.detach().to(dtype).clone(),
+        self.register_buffer('gamma', block.norm.weight.detach().float().clone(),
                              persistent=False)
-        self.register_buffer('beta', block.norm.bias.detach().to(dtype).clone(), persistent=False)
+        self.register_buffer('beta', block.norm.bias.detach().float().clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
-        batch, length, channels = h.shape
-        grouped = h.reshape(batch, length, self.groups, channels // self.groups)
+        grouped = self.conv(x).unflatten(-1, (self.groups, -1))
         var, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, unbiased=False)
-        normed = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(batch, length, channels)
+        normed = ((grouped - mean) * torch.rsqrt(var + self.eps)).flatten(2)
         return F.mish(torch.addcmul(self.beta, normed, self.gamma))
 
 

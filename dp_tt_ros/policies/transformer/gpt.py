@@ -87,7 +87,8 @@ class KVCache:
         return self.keys.shape[1]
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Follow the beams: row ``i`` of the cache becomes old row ``index[i]``.
+        """
+        Follow the beams: row ``i`` of the cache becomes old row ``index[i]``.
 
         Only the filled positions are copied; the rest of the block stays preallocated.
         """
@@ -185,7 +186,8 @@ class TrajectoryGPT(nn.Module):
 
     def forward(self, bins: torch.Tensor, cache: KVCache | None = None,
                 start: int = 0) -> torch.Tensor:
-        """Return next-token logits ``(B, L, n_bins)`` for bins at positions ``start ..``.
+        """
+        Return next-token logits ``(B, L, n_bins)`` for bins at positions ``start ..``.
 
         Without a cache ``start`` must be 0 and the whole window is given. With a cache, the
         keys and values of positions ``< start`` are read from it and those of the new positions

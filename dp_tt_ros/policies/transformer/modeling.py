@@ -31,27 +31,12 @@ import torch
 from torch.nn import functional as F
 
 from dp_tt_ros.policies.base import Policy, PolicySpec
+from dp_tt_ros.policies.transformer.configuration import GOAL_KEY, model_settings
 from dp_tt_ros.policies.transformer.dataset import TransitionDataset, discounted_values
 from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
 from dp_tt_ros.policies.transformer.planner import (ActionConstraint, BeamPlanner, Plan,
                                                     PlanningOptions)
 from dp_tt_ros.policies.transformer.tokenizer import Discretizer
-
-MODEL_DEFAULTS: dict[str, Any] = {
-    'n_bins': 100,
-    'strategy': 'uniform',
-    'window_transitions': 10,
-    'n_layer': 4,
-    'n_head': 4,
-    'n_embd': 128,
-    'dropout': 0.1,
-    'discount': 0.99,
-    'action_weight': 5.0,
-    'reward_weight': 1.0,
-    'value_weight': 1.0,
-    'condition_dropout': 0.25,
-}
-GOAL_KEY = 'goal'
 
 
 class TrajectoryTransformerPolicy(Policy):
@@ -59,15 +44,11 @@ class TrajectoryTransformerPolicy(Policy):
 
     def __init__(self, spec: PolicySpec, **config: Any) -> None:
         super().__init__()
-        unknown = sorted(set(config) - set(MODEL_DEFAULTS) - {'planning'})
-        if unknown:
-            raise ValueError(f'unknown transformer settings {unknown}; expected some of '
-                             f'{sorted(MODEL_DEFAULTS) + ["planning"]}')
+        self.settings = model_settings({k: v for k, v in config.items() if k != 'planning'})
         if spec.image_keys:
             raise ValueError(f'the Trajectory Transformer is low-dim only; got image keys '
                              f'{spec.image_keys}')
         self.spec = spec
-        self.settings = {**MODEL_DEFAULTS, **{k: v for k, v in config.items() if k != 'planning'}}
         self.state_keys = [key for key in spec.obs_shapes if key != GOAL_KEY]
         self.state_dim = sum(int(np.prod(spec.obs_shapes[key])) for key in self.state_keys)
         self.state_dim += spec.goal_dim

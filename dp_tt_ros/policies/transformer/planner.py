@@ -106,21 +106,43 @@ class ConstraintQuery:
     action_dim: int
     chosen: torch.Tensor
     candidates: torch.Tensor
+    action_centres: torch.Tensor
     goal: torch.Tensor | None
 
     @property
     def is_last_dim(self) -> bool:
         return self.dim == self.action_dim - 1
 
+    def completions(self, count: int, seed: int) -> torch.Tensor:
+        """
+        Candidate actions ``(beams, n_bins, count, action_dim)`` with random later dims.
+
+        The dimensions after ``dim`` are drawn from their bin centres, the same draws for every
+        beam and candidate, so a constraint can ask whether a choice can still be completed.
+        """
+        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
+        generator = torch.Generator().manual_seed(seed + 7919 * self.dim)
+        later = self.action_centres[self.dim + 1:]
+        picks = torch.randint(0, later.shape[1], (count, later.shape[0]), generator=generator)
+        tails = later[torch.arange(later.shape[0]), picks]
+        head = self.full_head()
+        return torch.cat([head[:, :, None, :].expand(beams, n_bins, count, self.dim + 1),
+                          tails[None, None].expand(beams, n_bins, count, tails.shape[1])],
+                         dim=3)
+
+    def full_head(self) -> torch.Tensor:
+        """Chosen dims plus each candidate: ``(beams, n_bins, dim + 1)``."""
+        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
+        chosen = self.chosen[:, None, :].expand(beams, n_bins, self.dim)
+        last = self.candidates[None, :, None].expand(beams, n_bins, 1)
+        return torch.cat([chosen, last], dim=2)
+
     def full_actions(self) -> torch.Tensor:
         """Every complete candidate action ``(beams, n_bins, action_dim)`` (last dim only)."""
         if not self.is_last_dim:
             raise ValueError(f'full actions exist only at the last action dimension, not at '
                              f'{self.dim}')
-        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
-        chosen = self.chosen[:, None, :].expand(beams, n_bins, self.dim)
-        last = self.candidates[None, :, None].expand(beams, n_bins, 1)
-        return torch.cat([chosen, last], dim=2)
+        return self.full_head()
 
 
 class ActionConstraint(ABC):
@@ -166,32 +188,42 @@ def box(lower: Sequence[float], upper: Sequence[float]) -> InsideFn:
 
 
 class KeepOutConstraint(ActionConstraint):
-    """Forbid actions whose joint target (or its end-effector position) lies inside a region.
+    """
+    Forbid actions whose joint target (or its end-effector position) lies inside a region.
 
     ``inside`` is any vectorised test ``(M, d) -> (M,) bool``. In ``'joint'`` space it sees the
     complete joint-target vectors; in ``'cartesian'`` space it sees ``forward_kinematics`` of
-    them (``(M, 3)`` positions). Complete actions exist once the last dimension is chosen, so the
-    mask applies there: a beam whose every completion is inside the region dies.
+    them (``(M, 3)`` positions). At the last action dimension the mask is exact. Earlier, a
+    candidate is dropped when none of ``lookahead`` random completions of the remaining
+    dimensions leaves the region, which steers beams away from dead ends before they die.
     """
 
     def __init__(self, inside: InsideFn, space: str = 'joint',
-                 forward_kinematics: KinematicsFn | None = None) -> None:
+                 forward_kinematics: KinematicsFn | None = None, lookahead: int = 8,
+                 seed: int = 0) -> None:
         if space not in ('joint', 'cartesian'):
             raise ValueError(f'keep-out space must be "joint" or "cartesian", got {space!r}')
         if space == 'cartesian' and forward_kinematics is None:
             forward_kinematics = PandaKinematics().tool_positions
+        if lookahead < 0:
+            raise ValueError(f'lookahead must be >= 0 completions, got {lookahead}')
         self.inside = inside
         self.space = space
         self.forward_kinematics = forward_kinematics
+        self.lookahead = lookahead
+        self.seed = seed
 
     def allowed(self, query: ConstraintQuery) -> torch.Tensor | None:
-        if not query.is_last_dim:
+        if query.is_last_dim:
+            actions = query.full_actions()[:, :, None, :]
+        elif self.lookahead:
+            actions = query.completions(self.lookahead, self.seed)
+        else:
             return None
-        actions = query.full_actions()
         flat = actions.reshape(-1, query.action_dim).cpu().numpy()
         points = flat if self.space == 'joint' else self.forward_kinematics(flat)
-        inside = np.asarray(self.inside(points), dtype=bool).reshape(actions.shape[:2])
-        return torch.from_numpy(~inside)
+        inside = np.asarray(self.inside(points), dtype=bool).reshape(actions.shape[:3])
+        return torch.from_numpy(~inside.all(axis=2))
 
 
 class ReachGoalConstraint(ActionConstraint):
@@ -442,10 +474,10 @@ class BeamPlanner:
                 beams.window[:, :0]
             chosen = self.tokenizer.decode(chosen_tokens.cpu(), slice(self.state_dim,
                                                                       self.state_dim + dim))
+            centres = self.tokenizer.centres[self.state_dim:self.reward_dim].cpu()
             query = ConstraintQuery(step=step, horizon=options.planning_horizon, dim=dim,
                                     action_dim=self.action_dim, chosen=chosen,
-                                    candidates=self.tokenizer.centres[self.state_dim + dim].cpu(),
-                                    goal=goal)
+                                    candidates=centres[dim], action_centres=centres, goal=goal)
             for constraint in constraints:
                 allowed = constraint.allowed(query)
                 if allowed is not None:

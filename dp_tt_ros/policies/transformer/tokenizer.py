@@ -90,7 +90,8 @@ class Discretizer(nn.Module):
 
     def encode(self, values: torch.Tensor | np.ndarray,
                dims: slice | None = None) -> torch.Tensor:
-        """Return the bin index of every value, clamping values outside the fitted range.
+        """
+        Return the bin index of every value, clamping values outside the fitted range.
 
         ``dims`` selects which dimensions the last axis of ``values`` holds (all by default).
         A value sitting on repeated quantile edges (a point mass such as a zero reward) goes to

@@ -1,0 +1,63 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``dp-tt-ros bench planning`` runs end to end on a tiny model and writes its JSON report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dp_tt_ros.bench.planning import replanning
+from dp_tt_ros.cli import main
+
+
+def test_bench_planning_writes_cached_and_reference_timings(tmp_path: Path) -> None:
+    report = tmp_path / 'planning.json'
+    command = [sys.executable, '-m', 'dp_tt_ros', 'bench', 'planning', '--json', str(report),
+               '--beam-widths', '2', '--horizons', '2', '--repeats', '2',
+               '--reference-repeats', '1', '--n-layer', '1', '--n-head', '1', '--n-embd', '16',
+               '--n-bins', '8', '--state-dim', '11', '--window-transitions', '2',
+               '--no-default-setting']
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(report.read_text())
+    assert result['benchmark'] == 'planning'
+    assert result['model']['transition_dim'] == 11 + 8 + 2
+    settings = {(row['beam_width'], row['planning_horizon']): row for row in result['settings']}
+    assert list(settings) == [(2, 2)]
+    for row in settings.values():
+        assert row['cached_ms']['n'] == 2 and row['reference_ms']['n'] == 1
+        assert row['speedup_median'] > 0
+        assert row['sequential_token_steps'] == 2 * 21 - 11
+    assert 'default' not in result
+
+
+def test_replanning_rate_against_the_control_period() -> None:
+    assert replanning(40.0) == {'plans_per_second': 25.0, 'replans_every_control_step': True,
+                                'replan_every_n_control_steps': 1}
+    assert replanning(250.0)['replan_every_n_control_steps'] == 3
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['--repeats', '0'], '--repeats must be >= 1'),
+    (['--beam-widths', '0'], 'beam widths and horizons must be >= 1'),
+    (['--state-dim', '5'], '--state-dim must be >= 11'),
+])
+def test_bad_arguments_are_reported(arguments: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(['bench', 'planning', *arguments]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,65 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Smoke test of ``dp-tt-ros bench ros``: the real graph produces the JSON (no timing asserts)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dp_tt_ros.cli import main
+from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.checkpoint import save_checkpoint
+from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
+from dp_tt_ros.robot import HOME_POSITION
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """Save a tiny untrained policy whose normaliser keeps its actions near the home pose."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    spec = PolicySpec(policy_type='diffusion', obs_shapes={'joint_pos': [8], 'joint_vel': [8]},
+                      goal_dim=3, horizon=8, n_action_steps=4, n_obs_steps=2, dt=0.1)
+    near_home = HOME_POSITION + rng.uniform(-0.05, 0.05, (50, 8))
+    near_home[:, 7] = rng.uniform(0.0, 0.04, 50)  # the gripper's whole range
+    data = {'joint_pos': near_home, 'joint_vel': rng.uniform(-0.1, 0.1, (50, 8)),
+            'goal': rng.uniform(-0.5, 0.5, (50, 3)), 'action': near_home}
+    policy = DiffusionPolicy.build(data, spec, unet={'down_dims': [16, 32], 'step_embed_dim': 16})
+    return save_checkpoint(policy, tmp_path / 'ckpt')
+
+
+def test_bench_ros_writes_overhead_percentiles(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'ros.json'
+    assert main(['bench', 'ros', '--checkpoint', str(checkpoint), '--trials', '3',
+                 '--warmup-trials', '1', '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['completed_trials'] == 3
+    for key in ('overhead_ms', 'end_to_end_ms', 'inference_ms'):
+        assert result[key]['n'] == 3
+    assert result['overhead_ms']['median'] == pytest.approx(
+        result['end_to_end_ms']['median'] - result['inference_ms']['median'], abs=50.0)
+    assert set(result['components_ms']) == {'capture_to_policy_receive',
+                                            'policy_handoff_and_publish',
+                                            'chunk_publish_to_first_command'}
+    assert 'DDS' in result['method'] and result['target_p99_ms'] == 5.0
+
+
+def test_bench_ros_rejects_a_missing_checkpoint(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    assert main(['bench', 'ros', '--checkpoint', str(tmp_path / 'nope')]) == 2
+    assert 'does not exist' in capsys.readouterr().err

@@ -1,0 +1,180 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""TrajectoryTransformerPolicy: build, dataset, loss, checkpoints and the Policy interface."""
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
+from dp_tt_ros.policies.transformer.dataset import discounted_values
+from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
+from dp_tt_ros.policies.transformer.planner import JointLimitConstraint
+
+TINY = {'n_layer': 1, 'n_head': 2, 'n_embd': 16, 'n_bins': 12, 'window_transitions': 3,
+        'dropout': 0.0}
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Use one intra-op thread: small models run faster and the shared CPU stays usable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def reach_like_data(episodes: int = 6, length: int = 9, seed: int = 0) -> dict[str, np.ndarray]:
+    """Episodes whose action is a smooth function of the state, with a distance reward."""
+    rng = np.random.default_rng(seed)
+    rows = episodes * length
+    goal = np.repeat(rng.uniform(-0.5, 0.5, (episodes, 3)), length, axis=0)
+    joint_pos = rng.uniform(-1.0, 1.0, (rows, 8))
+    return {
+        'joint_pos': joint_pos.astype(np.float32),
+        'object_state': rng.normal(size=(rows, 2)).astype(np.float32),
+        'goal': goal.astype(np.float32),
+        'action': (0.8 * joint_pos + 0.1).astype(np.float32),
+        'reward': -np.abs(joint_pos[:, 0] - goal[:, 0]).astype(np.float32),
+        'success': np.zeros(rows, dtype=np.float32),
+        'episode_ends': np.arange(length, rows + 1, length),
+    }
+
+
+def tiny_policy(seed: int = 0, **overrides: object) -> TrajectoryTransformerPolicy:
+    torch.manual_seed(seed)
+    spec = PolicySpec(policy_type='transformer',
+                      obs_shapes={'joint_pos': [8], 'object_state': [2]}, goal_dim=3,
+                      horizon=3, n_action_steps=2, n_obs_steps=1)
+    planning = {'beam_width': 4, 'n_expand': 2}
+    return TrajectoryTransformerPolicy.build(reach_like_data(), spec,
+                                             **{**TINY, 'planning': planning, **overrides})
+
+
+def test_values_and_returns_are_discounted_within_episodes() -> None:
+    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0])
+    values, returns = discounted_values(rewards, [3, 5], discount=0.5)
+    np.testing.assert_allclose(values, [2.0 + 0.5 * 3.0, 3.0, 0.0, 20.0, 0.0])
+    np.testing.assert_allclose(returns, [1.0 + 0.5 * 3.5, 2.0 + 0.5 * 3.0, 3.0, 20.0, 20.0])
+
+
+def test_dataset_windows_hold_the_return_token_and_mask_padding() -> None:
+    policy = tiny_policy()
+    data = reach_like_data()
+    dataset = policy.make_dataset(data)
+    assert len(dataset) == len(data['reward'])
+    transition_dim = policy.transition_dim
+    assert transition_dim == 8 + 2 + 3 + 8 + 2
+    last_of_first_episode = 8
+    sample = dataset[last_of_first_episode]
+    assert sample['bins'].shape == (1 + 3 * transition_dim,)
+    assert sample['loss_mask'].tolist() == [1.0] * transition_dim + [0.0] * 2 * transition_dim
+    batch = dataset.get_batch([0, 1])
+    rows = np.concatenate([data['joint_pos'][:3], data['object_state'][:3], data['goal'][:3],
+                           data['action'][:3]], axis=1)
+    expected = policy.tokenizer.encode(rows, slice(0, 21))
+    body = batch['bins'][0, 1:].view(3, transition_dim)
+    assert torch.equal(body[:, :21], expected)
+    _, returns = discounted_values(data['reward'], data['episode_ends'], 0.99)
+    assert int(batch['bins'][0, 0]) == int(policy.tokenizer.encode(returns[:1, None],
+                                                                   slice(23, 24))[0, 0])
+
+
+def test_training_lowers_the_loss() -> None:
+    policy = tiny_policy(seed=1)
+    batch = policy.make_dataset(reach_like_data()).get_batch(np.arange(0, 54, 2))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    policy.train()
+    with torch.no_grad():
+        first = float(policy.compute_loss(batch))
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = policy.compute_loss(batch)
+        loss.backward()
+        optimizer.step()
+    policy.eval()
+    with torch.no_grad():
+        assert float(policy.compute_loss(batch)) < 0.7 * first
+
+
+def test_checkpoint_round_trip_is_bit_identical(tmp_path: Path) -> None:
+    policy = tiny_policy(strategy='quantile').eval()
+    policy.set_inference_options(mode='likelihood', beam_width=3)
+    save_checkpoint(policy, tmp_path / 'tt')
+    loaded = load_policy(tmp_path / 'tt')
+    assert isinstance(loaded, TrajectoryTransformerPolicy)
+    original_state, loaded_state = policy.state_dict(), loaded.state_dict()
+    assert 'tokenizer.edges' in loaded_state
+    assert set(original_state) == set(loaded_state)
+    for name, tensor in original_state.items():
+        assert torch.equal(tensor, loaded_state[name]), name
+    assert loaded.options == policy.options
+    context = np.zeros((1, 1, loaded.context_dim), dtype=np.float32)
+    goal = np.full((1, 3), 0.1, dtype=np.float32)
+    np.testing.assert_array_equal(policy.act(context, goal), loaded.act(context, goal))
+
+
+def test_act_returns_a_chunk_per_batch_row_in_robot_units() -> None:
+    policy = tiny_policy().eval()
+    data = reach_like_data()
+    obs = {'joint_pos': data['joint_pos'][None, :2].repeat(2, 0),
+           'object_state': data['object_state'][None, :2].repeat(2, 0)}
+    context = policy.encode_observations(obs)
+    assert context.shape == (2, 2, 10) and context.dtype == np.float32
+    goal = data['goal'][:2]
+    chunk = policy.act(context, goal)
+    assert chunk.shape == (2, 3, 8) and chunk.dtype == np.float32
+    np.testing.assert_array_equal(chunk, policy.predict_action(obs, goal))
+    low = policy.tokenizer.edges[13:21, 0].numpy()
+    high = policy.tokenizer.edges[13:21, -1].numpy()
+    assert np.all(chunk >= low - 1e-6) and np.all(chunk <= high + 1e-6)
+    policy.set_inference_options(planning_horizon=5, mode='return', target_return=-0.2)
+    assert policy.horizon == 5
+    assert policy.act(context, goal).shape == (2, 5, 8)
+
+
+def test_constraints_reach_the_planner_through_inference_options() -> None:
+    policy = tiny_policy().eval()
+    lower = policy.tokenizer.centres[13:21].median(dim=1).values.numpy()
+    upper = policy.tokenizer.edges[13:21, -1].numpy()
+    policy.set_inference_options(constraints=[JointLimitConstraint(lower, upper)])
+    chunk = policy.act(np.zeros((1, 1, 10), dtype=np.float32), np.zeros((1, 3)))
+    assert np.all(chunk >= lower.astype(np.float32))
+
+
+def test_bad_input_names_the_problem() -> None:
+    policy = tiny_policy().eval()
+    with pytest.raises(ValueError, match='pass goal'):
+        policy.act(np.zeros((1, 1, 10)))
+    with pytest.raises(ValueError, match=r'context must be \(B, To, 10\)'):
+        policy.act(np.zeros((1, 1, 7)), np.zeros((1, 3)))
+    with pytest.raises(KeyError, match='object_state'):
+        policy.encode_observations({'joint_pos': np.zeros((1, 1, 8))})
+    with pytest.raises(ValueError, match=r"unknown planning options \['beams'\]"):
+        policy.set_inference_options(beams=3)
+    with pytest.raises(ValueError, match='shorter than n_action_steps 2'):
+        policy.set_inference_options(planning_horizon=1)
+    with pytest.raises(TypeError, match='ActionConstraint'):
+        policy.set_inference_options(constraints=['joint limits'])
+    with pytest.raises(ValueError, match=r"unknown transformer settings \['layers'\]"):
+        tiny_policy(layers=3)
+    data = reach_like_data()
+    del data['reward']
+    with pytest.raises(KeyError, match="lacks \\['reward'\\]"):
+        policy.make_dataset(data)
