@@ -80,3 +80,15 @@ def test_policy_normalizer_fits_lowdim_goal_and_action_only():
     data['goal'] = np.zeros((4, 2))
     with pytest.raises(ValueError, match="'goal' has shape \\(4, 2\\); expected \\(N, 3\\)"):
         fit_policy_normalizer(data, spec)
+
+
+def test_constant_action_dimension_is_pinned_for_any_output_in_range():
+    actions = np.tile(np.array([[0.5, 0.04]]), (10, 1))
+    actions[:, 0] = np.linspace(-1.0, 2.0, 10)
+    normalizer = Normalizer.fit({'action': actions, 'joint_pos': actions.copy()})
+    extremes = torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    decoded = normalizer.unnormalize('action', extremes).numpy()
+    assert np.allclose(decoded[:, 0], [-1.0, 2.0])
+    assert np.all(np.abs(decoded[:, 1] - 0.04) <= 1e-4)
+    observation = normalizer.unnormalize('joint_pos', extremes).numpy()
+    assert np.allclose(observation[:, 1], [-0.96, 1.04])

@@ -27,6 +27,7 @@ import pytest
 from safetensors.torch import load_file
 import torch
 
+from dp_tt_ros.cli import main
 from dp_tt_ros.data.episode_store import EpisodeStore
 from dp_tt_ros.data.sequence import SequenceDataset
 from dp_tt_ros.policies.checkpoint import load_policy
@@ -97,12 +98,11 @@ def test_same_seed_same_weights_other_seed_differs(reach_store, tmp_path):
     assert not all(torch.equal(runs['a'][key], runs['c'][key]) for key in runs['a'])
 
 
-def train_command(store: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, '-m', 'dp_tt_ros', 'train', '--policy', 'diffusion',
-            '--data', str(store), '--out', str(out), '--steps', '60', '--batch-size', '8',
-            '--warmup-steps', '10', '--checkpoint-every', '10', '--log-every', '5',
-            '--threads', '1', '--seed', '7', '--no-progress', '--config', *TINY_DP_ITEMS,
-            *extra]
+def train_args(store: Path, out: Path, *extra: str) -> list[str]:
+    return ['train', '--policy', 'diffusion', '--data', str(store), '--out', str(out),
+            '--steps', '60', '--batch-size', '8', '--warmup-steps', '10',
+            '--checkpoint-every', '10', '--log-every', '5', '--threads', '1', '--seed', '7',
+            '--no-progress', '--config', *TINY_DP_ITEMS, *extra]
 
 
 def saved_step(out: Path) -> int:
@@ -115,11 +115,9 @@ def saved_step(out: Path) -> int:
 
 def test_sigkilled_run_resumes_to_identical_weights(reach_store, tmp_path):
     full, killed = tmp_path / 'full', tmp_path / 'killed'
-    subprocess.run(train_command(reach_store, full), check=True, capture_output=True,
-                   timeout=300)
-
-    process = subprocess.Popen(train_command(reach_store, killed), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    assert main(train_args(reach_store, full)) == 0  # uninterrupted, in this process
+    command = [sys.executable, '-m', 'dp_tt_ros', *train_args(reach_store, killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while saved_step(killed) < 20 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -128,8 +126,8 @@ def test_sigkilled_run_resumes_to_identical_weights(reach_store, tmp_path):
     killed_at = saved_step(killed)
     assert 20 <= killed_at < 60, 'the run must be killed mid-training'
 
-    resumed = subprocess.run(train_command(reach_store, killed, '--resume'), check=True,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, '--resume'], check=True, capture_output=True,
+                             text=True, timeout=300)
     assert f'resumed at step {killed_at}' in resumed.stdout
 
     for name in ('model.safetensors', 'resume/model.safetensors', 'resume/ema.safetensors',

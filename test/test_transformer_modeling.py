@@ -14,6 +14,7 @@
 
 """TrajectoryTransformerPolicy: build, dataset, loss, checkpoints and the Policy interface."""
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -21,11 +22,13 @@ import numpy as np
 import pytest
 import torch
 
+from dp_tt_ros.paths import models_dir
 from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
 from dp_tt_ros.policies.transformer.dataset import discounted_values
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
 from dp_tt_ros.policies.transformer.planner import JointLimitConstraint
+from dp_tt_ros.sim.tasks import make_env
 
 TINY = {'n_layer': 1, 'n_head': 2, 'n_embd': 16, 'n_bins': 12, 'window_transitions': 3,
         'dropout': 0.0}
@@ -178,3 +181,53 @@ def test_bad_input_names_the_problem() -> None:
     del data['reward']
     with pytest.raises(KeyError, match="lacks \\['reward'\\]"):
         policy.make_dataset(data)
+
+
+def trained_reach_checkpoint() -> Path:
+    """Return the trained reach checkpoint: ``$DP_TT_ROS_TT_REACH`` or the shipped one."""
+    configured = os.environ.get('DP_TT_ROS_TT_REACH')
+    path = Path(configured) if configured else models_dir() / 'transformer_reach'
+    if not (path / 'config.json').is_file():
+        pytest.skip(f'no trained transformer reach checkpoint at {path}; train one with '
+                    '`dp-tt-ros train --policy transformer --data REACH_STORE --out DIR`')
+    return path
+
+
+def reach_returns(policy: TrajectoryTransformerPolicy, episodes: int,
+                  max_steps: int) -> tuple[float, float]:
+    """Run closed-loop reach episodes replanning every step; return (success rate, mean return)."""
+    env = make_env('reach', seed=0, max_steps=max_steps)
+    successes, returns = [], []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=5000 + episode)
+            total, done, success = 0.0, False, False
+            while not done:
+                history = {key: obs[key][None, None] for key in policy.state_keys}
+                action = policy.predict_action(history, obs['goal'][None])[0, 0]
+                obs, reward, success, truncated, _ = env.step(action)
+                total += reward
+                done = success or truncated
+            successes.append(success)
+            returns.append(total)
+    finally:
+        env.close()
+    return float(np.mean(successes)), float(np.mean(returns))
+
+
+def test_trained_policy_reaches_goals_in_closed_loop() -> None:
+    policy = load_policy(trained_reach_checkpoint())
+    policy.set_inference_options(mode='value', beam_width=4, n_expand=2)
+    success_rate, _ = reach_returns(policy, episodes=6, max_steps=30)
+    assert success_rate >= 0.5
+
+
+def test_higher_target_returns_give_higher_achieved_returns() -> None:
+    policy = load_policy(trained_reach_checkpoint())
+    returns_column = policy.tokenizer.centres[-1]
+    low, high = float(returns_column.min()), float(returns_column.max())
+    achieved = {}
+    for target in (low, high):
+        policy.set_inference_options(mode='return', target_return=target, beam_width=4)
+        achieved[target] = reach_returns(policy, episodes=4, max_steps=20)[1]
+    assert achieved[high] > achieved[low]

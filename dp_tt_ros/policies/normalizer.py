@@ -43,8 +43,14 @@ class MinMaxField(nn.Module):
         self.register_buffer('scale', torch.ones(self.shape))
         self.register_buffer('offset', torch.zeros(self.shape))
 
-    def fit(self, data: np.ndarray, name: str) -> None:
-        """Fit on ``data`` of shape ``(N, *shape)``; dimensions that never vary map to 0."""
+    def fit(self, data: np.ndarray, name: str, pin_constant: bool = False) -> None:
+        """
+        Fit on ``data`` of shape ``(N, *shape)``; dimensions that never vary map to 0.
+
+        With ``pin_constant`` a dimension that never varied gets a tiny span, so any output in
+        [-1, 1] decodes to within ``RANGE_EPS / 2`` of the constant: a predicted action cannot
+        wander off a dimension the demonstrations never moved (e.g. an always-open gripper).
+        """
         values = np.asarray(data, dtype=np.float64)
         if values.ndim != len(self.shape) + 1 or values.shape[1:] != self.shape:
             raise ValueError(f'normaliser data for {name!r} has shape {values.shape}; expected '
@@ -56,8 +62,8 @@ class MinMaxField(nn.Module):
         low, high = values.min(axis=0), values.max(axis=0)
         span = high - low
         constant = span < RANGE_EPS
-        scale = 2.0 / np.where(constant, 2.0, span)
-        offset = np.where(constant, -low, -1.0 - scale * low)
+        scale = 2.0 / np.where(constant, RANGE_EPS if pin_constant else 2.0, span)
+        offset = np.where(constant, -scale * low, -1.0 - scale * low)
         self.scale.copy_(torch.from_numpy(scale))
         self.offset.copy_(torch.from_numpy(offset))
 
@@ -80,11 +86,12 @@ class Normalizer(nn.Module):
         self.fields = nn.ModuleDict({name: MinMaxField(shape) for name, shape in shapes.items()})
 
     @classmethod
-    def fit(cls, data: Mapping[str, np.ndarray]) -> 'Normalizer':
-        """Fit every field of ``data`` (``name -> (N, *shape)`` raw values)."""
+    def fit(cls, data: Mapping[str, np.ndarray],
+            pinned: tuple[str, ...] = ('action',)) -> 'Normalizer':
+        """Fit every field of ``data`` (``name -> (N, *shape)`` raw values); see ``pin_constant``."""
         normalizer = cls({name: np.shape(values)[1:] for name, values in data.items()})
         for name, values in data.items():
-            normalizer.fields[name].fit(values, name)
+            normalizer.fields[name].fit(values, name, pin_constant=name in pinned)
         return normalizer
 
     @property

@@ -32,8 +32,9 @@ import math
 import statistics
 import sys
 import time as walltime
-from typing import Callable
+from typing import Any, Callable
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
@@ -151,7 +152,7 @@ PARAMETERS: dict[str, tuple[object, str, dict, bool]] = {
 class BridgeNode(Node):
     """Owns one PandaWorld and exposes it as joint states, a camera and two controllers."""
 
-    def __init__(self, **node_kwargs) -> None:
+    def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         for name, (default, description, extras, dynamic) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(
@@ -353,7 +354,7 @@ class BridgeNode(Node):
         return response
 
     # ------------------------------------------------------------------ publishing
-    def _stamp(self):
+    def _stamp(self) -> Time:
         return seconds_to_stamp(self.now())
 
     def _publish_joint_states(self) -> None:

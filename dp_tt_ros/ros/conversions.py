@@ -1,3 +1,17 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Message <-> numpy conversions shared by the nodes; images always go through a buffer copy."""
 
 from __future__ import annotations
@@ -34,7 +48,8 @@ def image_to_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
 
 
 def msg_to_rgb(msg: Image) -> np.ndarray:
-    """Decode an Image into an ``(H, W, 3)`` uint8 RGB array, honouring a padded ``step``.
+    """
+    Decode an Image into an ``(H, W, 3)`` uint8 RGB array, honouring a padded ``step``.
 
     Raises ValueError naming what is wrong for unsupported encodings, inconsistent ``step`` or a
     data size that does not match ``step * height``.

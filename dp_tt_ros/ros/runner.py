@@ -36,12 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
 from rcl_interfaces.srv import SetParameters
 import rclpy
+from rclpy.client import Client
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -246,7 +247,8 @@ class EpisodeMonitor(Node):
                 and self.reset_client.service_is_ready()
                 and self.parameter_client.service_is_ready())
 
-    def call(self, client, request, timeout_s: float, what: str):
+    def call(self, client: Client, request: Any, timeout_s: float, what: str) -> Any:
+        """Call a service and wait for its response."""
         future = client.call_async(request)
         self.spin_until(future.done, timeout_s, what)
         return future.result()
@@ -390,7 +392,7 @@ def run_sim(options: GraphOptions, episodes: int, *, timeout_per_episode: float 
 
 
 def run_episodes(options: GraphOptions, episodes: int, seed: int,
-                 **kwargs) -> list[EpisodeResult]:
+                 **kwargs: Any) -> list[EpisodeResult]:
     """Run ``episodes`` episodes seeded ``seed``, ``seed + 1``, ... through the ROS graph."""
     return run_sim(replace(options, seed=seed), episodes, **kwargs).episodes
 

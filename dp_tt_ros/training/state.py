@@ -17,12 +17,15 @@ Resumable training state on disk: safetensors for tensors, JSON for the rest, ne
 
 A training run's resume state lives in ``<out>/resume/``:
 
-* ``state.json``: step, training configuration, scheduler state and the non-tensor part of the
-  optimizer state (parameter groups, per-parameter scalars).
+* ``state.json``: step, world size, training configuration, scheduler state and the non-tensor
+  part of the optimizer state (parameter groups, per-parameter scalars).
 * ``model.safetensors``: the raw (non-averaged) policy weights.
 * ``ema.safetensors``: the EMA weights, when the run keeps an EMA.
 * ``optimizer.safetensors``: the optimizer's per-parameter tensors, flattened to
   ``state.<param index>.<name>`` (e.g. AdamW's ``exp_avg``).
+
+No random-generator state is stored: the trainer derives the sample order and every random
+draw of a step from ``(seed, step, rank)``, so the seed in the configuration is enough.
 
 The folder is replaced as a whole: it is written as ``resume.tmp`` and then swapped in, so a
 process killed at any instant leaves either the previous or the new state, never a mix.

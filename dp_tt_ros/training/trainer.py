@@ -373,6 +373,11 @@ class Trainer:
         if saved is not None and saved.meta['data']['n_steps'] != data.n_steps:
             raise TrainingError(f'{self.data_path} now has {data.n_steps} steps but the run in '
                                 f'{self.out_dir} was trained on {saved.meta["data"]["n_steps"]}')
+        saved_world = saved.meta.get('world_size', 1) if saved is not None else None
+        if saved is not None and saved_world != context.world_size:
+            raise TrainingError(f'the run in {self.out_dir} used {saved_world} '
+                                f'processes; resume it with the same number, not '
+                                f'{context.world_size}')
 
         torch.manual_seed(config.seed)
         cls = policy_class(config.policy_type)
@@ -452,7 +457,8 @@ class Trainer:
                 window_losses = []
             if done % config.checkpoint_every == 0 or done == config.steps:
                 if context.is_main:
-                    self._save(done, policy, ema, optimizer, scheduler, data, loss_value)
+                    self._save(done, policy, ema, optimizer, scheduler, data, loss_value,
+                               context.world_size)
                 context.barrier()
             if config.eval_every and done % config.eval_every == 0 and context.is_main:
                 self._evaluate(done, _inference_policy(policy, ema), log, bar)
@@ -463,13 +469,14 @@ class Trainer:
 
     def _save(self, step: int, policy: Policy, ema: Any, optimizer: torch.optim.Optimizer,
               scheduler: torch.optim.lr_scheduler.LRScheduler, data: StoreData,
-              loss: float) -> None:
+              loss: float, world_size: int) -> None:
         """Write the resume state first, then the loadable checkpoint (EMA weights if kept)."""
         data_info = {'path': data.path, 'n_steps': data.n_steps,
                      'n_episodes': int(data.episode_ends.size),
                      'task': data.attrs.get('task')}
         meta = {
             'step': step,
+            'world_size': world_size,
             'train_config': self.config.to_dict(),
             'policy_config': policy.config_dict(),
             'scheduler': _json_ready(scheduler.state_dict()),
