@@ -12,7 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``dp-tt-ros bench NAME``: each benchmark module has ``add_arguments`` and ``run``."""
+"""
+``dp-tt-ros bench NAME``: each benchmark module has ``add_arguments`` and ``run``.
+
+Only the chosen benchmark's module is imported, so ``bench ros`` never loads PyBullet or a
+benchmark it does not run; its options are parsed by its own parser.
+"""
 
 from __future__ import annotations
 
@@ -30,22 +35,23 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    subparsers = parser.add_subparsers(dest='benchmark', metavar='BENCHMARK', required=True)
-    for name, (module_name, help_text) in BENCHMARKS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument('--json', metavar='FILE', help='write machine-readable results here')
-        sub.set_defaults(bench_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
-        module.add_arguments(sub)
-        sub.set_defaults(bench_run=module.run)
+    parser.add_argument('benchmark', choices=list(BENCHMARKS), metavar='BENCHMARK',
+                        help='; '.join(f'{name}: {text}' for name, (_, text) in BENCHMARKS.items()))
+    parser.add_argument('bench_args', nargs=argparse.REMAINDER,
+                        help='options of that benchmark (see dp-tt-ros bench BENCHMARK --help)')
+
+
+def benchmark_parser(name: str) -> argparse.ArgumentParser:
+    """Build the chosen benchmark's own parser, importing only its module."""
+    module_name, help_text = BENCHMARKS[name]
+    parser = argparse.ArgumentParser(prog=f'dp-tt-ros bench {name}', description=help_text)
+    parser.add_argument('--json', metavar='FILE', help='write machine-readable results here')
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    parser.set_defaults(command='bench', benchmark=name, bench_run=module.run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    if not hasattr(args, 'bench_run'):
-        raise ModuleNotFoundError(f'benchmark module {args.bench_module} is not installed')
-    return args.bench_run(args)
+    bench_args = benchmark_parser(args.benchmark).parse_args(args.bench_args)
+    return bench_args.bench_run(bench_args)
