@@ -34,7 +34,7 @@ def test_bench_runs_the_real_executor_under_inference_load(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(output.read_text())
     assert result['benchmark'] == 'executor'
-    assert 'DiffusionPolicy' in result['load']
+    assert 'inference back to back' in result['load']
     for phase in ('idle', 'inference'):
         measured = result['phases'][phase]
         assert measured['commands'] > 10 and measured['command_rate_hz'] > 0

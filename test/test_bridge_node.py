@@ -45,7 +45,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION
-from dp_tt_ros.ros.bridge_node import BridgeConfigError, BridgeNode
+from dp_tt_ros.ros.bridge_node import _SimSchedule, BridgeConfigError, BridgeNode
 from dp_tt_ros.ros.conversions import msg_to_rgb, stamp_to_seconds
 from dp_tt_ros.sim.world import PandaWorld
 
@@ -311,3 +311,12 @@ def test_unknown_task_exits_with_status_2_and_names_it() -> None:
          '-p', 'task:=juggle'], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "task='juggle'" in result.stderr and 'reach' in result.stderr
+
+
+def test_schedules_fire_once_per_period_of_simulated_time() -> None:
+    off = _SimSchedule(0.0)
+    assert not any(off.due(step / 240) for step in range(2400))
+    ten_hz = _SimSchedule(10.0)
+    fired = [step for step in range(1, 241) if ten_hz.due(step / 240)]
+    # The first step publishes; after that, the period grid of simulated time (0.1 s, 0.2 s...).
+    assert fired == [1, *range(24, 241, 24)]

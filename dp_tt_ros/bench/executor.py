@@ -23,10 +23,11 @@ taken then, with rows on a slow sinusoid around the home pose, so the executor d
 blends seams and interpolates the whole time. Two phases are measured back to back:
 
 * ``idle``: only the chunks;
-* ``inference``: the same chunks while the policy process also runs Diffusion Policy inference
-  back to back (a U-Net ``DiffusionPolicy`` sampling with DDIM, by default with torch's thread
-  count, i.e. every core). Its untrained output is not a motion, which is why the chunk rows
-  are scripted: the load is the real computation, the chunks are what a 10 Hz policy sends.
+* ``inference``: the same chunks while the policy process also runs policy inference back to
+  back (the shipped ``models/diffusion_reach`` Diffusion Policy, or ``--checkpoint``, on a zero
+  observation, with torch's default thread count, i.e. every core). The chunk rows stay
+  scripted so that the motion is the same in both phases: the load is the real computation,
+  the chunks are what a 10 Hz policy sends.
 
 Period jitter is ``|t_i - t_{i-1} - 1/rate|`` between consecutive commands as received here, so
 it includes DDS delivery and this subscriber's own scheduling: an upper bound on what the
@@ -53,7 +54,7 @@ import yaml
 
 from dp_tt_ros.bench.common import machine_info, summarize, write_json
 from dp_tt_ros.cli import CommandError
-from dp_tt_ros.paths import config_dir
+from dp_tt_ros.paths import config_dir, models_dir
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION
 
 TARGET_P99_MS = 2.0
@@ -78,10 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='executor command rate (default 200)')
     parser.add_argument('--blend', default='crossfade',
                         choices=('replace', 'crossfade', 'temporal_ensemble'))
+    parser.add_argument('--checkpoint', default='', metavar='DIR',
+                        help='policy whose inference is the load (default: the shipped '
+                             'models/diffusion_reach when present, else a U-Net built from '
+                             '--down-dims and --inference-steps)')
     parser.add_argument('--down-dims', default='64,128,256',
-                        help='U-Net widths of the inference load (default 64,128,256)')
+                        help='U-Net widths of the built load (default 64,128,256)')
     parser.add_argument('--inference-steps', type=int, default=10,
-                        help='DDIM steps of the inference load (default 10)')
+                        help='DDIM steps of the built load (default 10)')
     parser.add_argument('--threads', type=int, default=0,
                         help="torch threads of the inference load (default: torch's choice, "
                              "every core)")
@@ -106,19 +111,28 @@ def _policy_worker(stop: Any, ready: Any, infer: Any, counts: Any, options: dict
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from dp_tt_ros.policies.base import PolicySpec
+    from dp_tt_ros.policies.checkpoint import load_policy
     from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
     from dp_tt_ros.ros.conversions import seconds_to_stamp
 
     if options['threads'] > 0:
         torch.set_num_threads(options['threads'])
-    spec = PolicySpec(policy_type='diffusion', obs_shapes={'state': [20]},
-                      horizon=CHUNK_HORIZON, n_action_steps=8, n_obs_steps=2)
-    policy = DiffusionPolicy.from_config({
-        'spec': spec.to_dict(), 'unet': {'down_dims': options['down_dims']},
-        'inference': {'num_inference_steps': options['inference_steps'],
-                      'sampler': 'ddim'}}).eval()
-    context = policy.encode_observations({'state': np.zeros((1, 2, 20), np.float32)})
-    policy.act(context)
+    if options['checkpoint']:
+        policy = load_policy(options['checkpoint'])
+    else:
+        spec = PolicySpec(policy_type='diffusion', obs_shapes={'state': [20]},
+                          horizon=CHUNK_HORIZON, n_action_steps=8, n_obs_steps=2)
+        policy = DiffusionPolicy.from_config({
+            'spec': spec.to_dict(), 'unet': {'down_dims': options['down_dims']},
+            'inference': {'num_inference_steps': options['inference_steps'],
+                          'sampler': 'ddim'}}).eval()
+    spec = policy.spec
+    obs = {key: np.zeros((1, spec.n_obs_steps, *shape),
+                         np.uint8 if key in spec.image_keys else np.float32)
+           for key, shape in spec.obs_shapes.items()}
+    goal = np.zeros((1, spec.goal_dim), np.float32) if spec.goal_dim else None
+    context = policy.encode_observations(obs)
+    policy.act(context, goal)
     rclpy.init()
     node = Node('bench_executor_policy')
     publisher = node.create_publisher(JointTrajectory, '/policy/action_chunk',
@@ -147,7 +161,7 @@ def _policy_worker(stop: Any, ready: Any, infer: Any, counts: Any, options: dict
         while not stop.is_set():
             if not infer.wait(0.05):
                 continue
-            policy.act(context)
+            policy.act(context, goal)
             with counts.get_lock():
                 counts[1] += 1
     finally:
@@ -323,10 +337,23 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f'--down-dims {args.down_dims!r}: expected widths such as '
                            f'64,128,256') from error
+    checkpoint = Path(args.checkpoint) if args.checkpoint else models_dir() / 'diffusion_reach'
+    if args.checkpoint or (checkpoint / 'config.json').is_file():
+        from dp_tt_ros.policies.checkpoint import CheckpointError, read_config
+        try:
+            policy_type = read_config(checkpoint)['policy_type']
+        except CheckpointError as error:
+            raise CommandError(f'--checkpoint: {error}') from error
+        load = (f'{policy_type} checkpoint {checkpoint} (its own inference settings)')
+    else:
+        checkpoint = None
+        load = (f'DiffusionPolicy U-Net down_dims {down_dims}, DDIM {args.inference_steps} '
+                f'steps (untrained weights: no shipped models/diffusion_reach)')
     spawn = multiprocessing.get_context('spawn')
     stop, ready, infer = spawn.Event(), spawn.Event(), spawn.Event()
     counts = spawn.Array('i', 2)  # chunks published, inferences run
-    options = {'down_dims': down_dims, 'inference_steps': args.inference_steps,
+    options = {'checkpoint': str(checkpoint) if checkpoint else '', 'down_dims': down_dims,
+               'inference_steps': args.inference_steps,
                'threads': args.threads, 'chunk_rate': CHUNK_RATE_HZ}
     with tempfile.TemporaryDirectory(prefix='bench_executor_') as log_dir:
         log_path = Path(log_dir) / 'executor.log'
@@ -377,8 +404,7 @@ def run(args: argparse.Namespace) -> int:
                      'blend': args.blend, 'realtime_priority': args.realtime_priority,
                      'receiver_scheduling': receiver_scheduling,
                      'joint_state_rate_hz': JOINT_STATE_RATE},
-        'load': (f'DiffusionPolicy U-Net down_dims {down_dims}, DDIM {args.inference_steps} '
-                 f'steps, back to back in the policy process, torch threads '
+        'load': (f'{load}, inference back to back in the policy process, torch threads '
                  f'{args.threads or "default"}'),
         'chunks': f'{CHUNK_RATE_HZ:g} Hz, H={CHUNK_HORIZON}, dt={CHUNK_DT:g} s, stamped '
                   f'{CHUNK_AGE_S * 1e3:g} ms before publication',

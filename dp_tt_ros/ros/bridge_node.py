@@ -77,7 +77,7 @@ class _SimSchedule:
 
     def __init__(self, rate_hz: float) -> None:
         self.period = 1.0 / rate_hz if rate_hz > 0 else math.inf
-        self.next_time = 0.0
+        self.next_time = 0.0 if rate_hz > 0 else math.inf
 
     def due(self, sim_time: float) -> bool:
         if sim_time + 1e-9 < self.next_time:

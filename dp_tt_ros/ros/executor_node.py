@@ -40,6 +40,10 @@ Behaviour worth knowing:
   enabled again, which resumes from the held command without a jump.
 * When ``/sim/task_status`` reports a new ``episode`` the plan is dropped, chunks stamped before
   the change are rejected, and the next joint state (the reset arm) is held.
+* ``realtime_priority`` > 0 (config/executor.yaml: 50, as ros2_control's controller_manager)
+  runs the control loop, and in ``main`` every thread of the process, under SCHED_FIFO; where
+  that is not permitted the node warns and runs with the normal scheduler. On a loaded machine
+  this is what keeps the period jitter low (see ``dp-tt-ros bench executor``).
 """
 
 from __future__ import annotations
@@ -114,9 +118,9 @@ PARAMETERS: dict[str, tuple[object, str, dict]] = {
     'start_enabled': (True, 'start executing chunks without a ~/enable call', {}),
     'diagnostics_period': (1.0, 'wall seconds between /diagnostics messages',
                            _floats(0.05, 3600.0)),
-    'realtime_priority': (0, "SCHED_FIFO priority of the node's threads (control loop, "
-                          'executor, DDS); 0 keeps the normal scheduler; without CAP_SYS_NICE '
-                          'it warns and keeps it too', _ints(0, 99)),
+    'realtime_priority': (0, 'SCHED_FIFO priority of the control loop and, when run as its own '
+                          'process, of all its threads; 0 keeps the normal scheduler; without '
+                          'CAP_SYS_NICE it warns and keeps it too', _ints(0, 99)),
     'joints': (list(COMMAND_JOINTS), 'order of command values and of the limit arrays: the 7 '
                'arm joints and panda_gripper, each once', {}),
 }
@@ -412,12 +416,9 @@ class ExecutorNode(Node):
     def _run_loop(self) -> None:
         priority = self.settings.realtime_priority
         if priority > 0:
-            # Like ros2_control's controller_manager: ask for SCHED_FIFO, warn if refused. Every
-            # thread of the process gets it (executor, DDS): a normal-priority thread holding
-            # the GIL would otherwise be preempted by other processes and stall this loop.
+            # Like ros2_control's controller_manager: ask for SCHED_FIFO, warn if refused.
             try:
-                for thread_id in sorted(int(tid) for tid in os.listdir('/proc/self/task')):
-                    os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
                 self._scheduling = f'SCHED_FIFO {priority}'
             except (OSError, AttributeError) as error:
                 self.get_logger().warning(f'realtime_priority {priority}: {error}; the control '
@@ -560,6 +561,18 @@ class ExecutorNode(Node):
             self._jump_handle = None
 
 
+def make_process_realtime(priority: int) -> None:
+    """
+    Put every thread of this process (ROS executor, DDS, control loop) under SCHED_FIFO.
+
+    The control loop alone is not enough in Python: a normal-priority thread holding the GIL can
+    be preempted by any other process, and the loop then waits for it. Only for a process that
+    runs nothing but the executor node, as ``main`` does. Raises OSError when not permitted.
+    """
+    for thread_id in sorted(int(tid) for tid in os.listdir('/proc/self/task')):
+        os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the executor until shutdown; returns 2 for a bad parameter value."""
     # Wake the control thread promptly when a callback holds the GIL (default switch is 5 ms).
@@ -570,6 +583,13 @@ def main(args: list[str] | None = None) -> int:
         node = ExecutorNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        priority = node.settings.realtime_priority
+        if priority > 0:
+            try:
+                make_process_realtime(priority)
+            except OSError as error:
+                node.get_logger().warning(f'realtime_priority {priority}: {error}; the node '
+                                          f'runs with the normal scheduler')
         executor.spin()
     except (ExecutorConfigError, InvalidParameterTypeException,
             InvalidParameterValueException) as error:
