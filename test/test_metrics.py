@@ -138,3 +138,13 @@ def test_summary_and_markdown_table():
     failed = summarize_episodes([make_episode(0, False, 1)])
     assert failed['time_to_goal'] is None
     assert 'n/a' in markdown_table([('bc', failed)])
+
+
+def test_an_episode_without_commands_has_zero_path_and_jerk():
+    empty = EpisodeResult(seed=0, success=False, time_to_goal=None, n_collisions=0,
+                          collision_time=0.0, duration=6.0, command_times=np.zeros(0),
+                          commands=np.zeros((0, 8)))
+    assert rms_jerk(empty.command_times, empty.commands) == 0.0
+    assert path_length(empty.commands) == 0.0
+    summary = summarize_episodes([empty])
+    assert summary['success_rate']['value'] == 0.0

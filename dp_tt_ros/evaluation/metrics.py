@@ -137,6 +137,8 @@ def rms_jerk(command_times: np.ndarray, commands: np.ndarray,
     times = np.asarray(command_times, dtype=float)
     values = np.asarray(commands, dtype=float)
     _check_trajectory(times, values)
+    if times.size < 4:
+        return 0.0
     # Commands streamed faster than the clock ticks share a stamp: the last one is what held.
     last_of_stamp = np.append(np.diff(times) > 0, True)
     times, values = times[last_of_stamp], values[last_of_stamp]

@@ -341,7 +341,7 @@ class ExecutorNode(Node):
             self.plan.hold(measured, now)
             self._executing = False
         self.get_logger().info(f'holding the measured position {np.round(measured, 4).tolist()}')
-        self._send_hold(measured, now)
+        self._send_hold(measured)
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         now = self.now()
@@ -407,7 +407,7 @@ class ExecutorNode(Node):
         state = 'enabled' if request.data else 'disabled (e-stop): holding position'
         self.get_logger().warning(f'executor {state}')
         if command is not None:
-            self._send_hold(command, now)
+            self._send_hold(command)
         response.success = True
         response.message = state
         return response
@@ -483,7 +483,7 @@ class ExecutorNode(Node):
         if stale:
             self.get_logger().warning(f'no valid chunk for {self.settings.stale_timeout:g} s: '
                                       f'holding position')
-            self._send_hold(command, now)
+            self._send_hold(command)
 
     # ------------------------------------------------------------------ output helpers
     def _remaining_trajectory(self, now: float) -> JointTrajectory:
@@ -502,10 +502,15 @@ class ExecutorNode(Node):
                       for offset, row in zip(offsets, points)]
         return msg
 
-    def _send_hold(self, command: np.ndarray, now: float) -> None:
-        """In joint_trajectory mode, make the controller hold ``command`` (a one-point goal)."""
+    def _send_hold(self, command: np.ndarray) -> None:
+        """
+        In joint_trajectory mode, make the controller hold ``command`` (a one-point goal).
+
+        The goal is stamped 0 ("start on arrival"): a hold stamped ``now`` that ends one period
+        later would already lie in the past after any delivery delay, and a JTC rejects it.
+        """
         if self._trajectory_pub is not None:
-            self._trajectory_pub.publish(self._trajectory(now, [self.period_s], command[None]))
+            self._trajectory_pub.publish(self._trajectory(0.0, [self.period_s], command[None]))
 
     def counts(self) -> dict[str, int]:
         """Return the chunk counters published on /diagnostics (accepted, rejected, ...)."""
