@@ -111,7 +111,8 @@ class Probe(Node):
     def fresh_command_state(self) -> np.ndarray:
         """Return the command state from a joint state published after this call."""
         self.received['joint_states'].clear()
-        self.spin_until(lambda: bool(self.received['joint_states']))
+        # The first arrivals may have been in flight before the call; a few later is fresh.
+        self.spin_until(lambda: len(self.received['joint_states']) >= 3)
         return self.command_state()
 
     def send_forward(self, values_in_joints_order: list[float]) -> None:
@@ -289,6 +290,8 @@ def test_reset_starts_the_next_episode_with_its_seed(probe: Probe) -> None:
     np.testing.assert_allclose(after_reset, expected, atol=5e-3)
     second = probe.reset()
     assert second.message == f'episode 2 seed {SEED + 2}'
+    probe.spin_until(lambda: any(kv.key == 'episode' and kv.value == '2'
+                                 for kv in probe.received['status'][-1].values))
     assert np.abs(probe.fresh_command_state() - expected).max() > 1e-2
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time as walltime
 from typing import Any, Callable
 
@@ -38,14 +37,11 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -55,6 +51,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_tt_ros.control.trajectory import plan_trajectory, TimedTrajectory, TrajectoryRejected
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS
 from dp_tt_ros.ros.conversions import image_to_msg, seconds_to_stamp, stamp_to_seconds
+from dp_tt_ros.ros.process import float_range, int_range, run_node_process
 from dp_tt_ros.sim.world import PandaWorld
 
 NODE_NAME = 'pybullet_bridge'
@@ -106,44 +103,36 @@ class _RateWindow:
         self.durations.clear()
 
 
-def _float_range(low: float, high: float) -> list[FloatingPointRange]:
-    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-
-
-def _int_range(low: int, high: int) -> list[IntegerRange]:
-    return [IntegerRange(from_value=low, to_value=high, step=1)]
-
-
 # name -> (default, description, descriptor extras, changeable while running)
 PARAMETERS: dict[str, tuple[object, str, dict, bool]] = {
     'task': ('reach', 'simulated task: reach, avoid, push or pick_place', {}, False),
     'seed': (0, 'seed of episode 0; each /sim/reset starts episode i with seed + i',
-             {'integer_range': _int_range(0, 2**31 - 1)}, False),
+             int_range(0, 2**31 - 1), False),
     'gui': (False, "open PyBullet's window (headless when false)", {}, False),
     'paused': (False, 'hold physics and publishing (set to false to start the episode clock)',
                {}, True),
     'physics_hz': (240.0, 'fixed physics step rate in Hz',
-                   {'floating_point_range': _float_range(10.0, 10000.0)}, False),
+                   float_range(10.0, 10000.0), False),
     'real_time_factor': (1.0, 'simulated seconds per wall second; 0 runs as fast as possible',
-                         {'floating_point_range': _float_range(0.0, 1000.0)}, True),
+                         float_range(0.0, 1000.0), True),
     'publish_clock': (True, 'publish /clock and stamp messages with simulated time', {}, False),
     'clock_every_n_steps': (1, 'publish /clock after every n-th physics step',
-                            {'integer_range': _int_range(1, 1000)}, False),
+                            int_range(1, 1000), False),
     'joint_state_rate': (100.0, '/joint_states rate in Hz of simulated time',
-                         {'floating_point_range': _float_range(0.0, 10000.0)}, False),
+                         float_range(0.0, 10000.0), False),
     'camera_rate': (10.0, 'camera image and info rate in Hz of simulated time; 0 turns it off',
-                    {'floating_point_range': _float_range(0.0, 1000.0)}, False),
+                    float_range(0.0, 1000.0), False),
     'camera_width': (96, 'camera image width in pixels',
-                     {'integer_range': _int_range(8, 4096)}, False),
+                     int_range(8, 4096), False),
     'camera_height': (96, 'camera image height in pixels',
-                      {'integer_range': _int_range(8, 4096)}, False),
+                      int_range(8, 4096), False),
     'camera_frame_id': ('camera_optical_frame', 'frame_id of camera messages', {}, False),
     'task_status_rate': (10.0, '/sim/task_status rate in Hz of simulated time',
-                         {'floating_point_range': _float_range(0.0, 1000.0)}, False),
+                         float_range(0.0, 1000.0), False),
     'diagnostics_period': (1.0, 'wall seconds between /diagnostics messages',
-                           {'floating_point_range': _float_range(0.05, 3600.0)}, False),
+                           float_range(0.05, 3600.0), False),
     'warn_throttle_period': (1.0, 'wall seconds between repeated rejected-command warnings',
-                             {'floating_point_range': _float_range(0.0, 3600.0)}, False),
+                             float_range(0.0, 3600.0), False),
     'joints': (list(COMMAND_JOINTS), 'order of the values in /forward_position_controller/'
                'commands: the 7 arm joints and panda_gripper, each once', {}, False),
 }
@@ -457,22 +446,10 @@ class BridgeNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the bridge until shutdown; returns 2 for a bad parameter value."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BridgeNode()
+    def run(node: BridgeNode) -> None:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         node.spin(executor)
-    except (BridgeConfigError, InvalidParameterTypeException,
-            InvalidParameterValueException) as error:
-        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+    return run_node_process(NODE_NAME, args, BridgeNode, run, (BridgeConfigError,),
+                            release=BridgeNode.close)

@@ -59,11 +59,9 @@ from typing import Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-import rclpy
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -77,6 +75,7 @@ from dp_tt_ros.control.plan import BLEND_MODES, ChunkVerdict, TimedPlan
 from dp_tt_ros.control.safety import SafetyFilter
 from dp_tt_ros.robot import COMMAND_JOINTS, JointLimits, PANDA_LIMITS
 from dp_tt_ros.ros.conversions import seconds_to_stamp, stamp_to_seconds
+from dp_tt_ros.ros.process import run_node_process
 
 NODE_NAME = 'executor'
 CONTROLLER_MODES = ('forward_position', 'joint_trajectory')
@@ -582,10 +581,8 @@ def main(args: list[str] | None = None) -> int:
     """Run the executor until shutdown; returns 2 for a bad parameter value."""
     # Wake the control thread promptly when a callback holds the GIL (default switch is 5 ms).
     sys.setswitchinterval(0.0005)
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExecutorNode()
+
+    def run(node: ExecutorNode) -> None:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         priority = node.settings.realtime_priority
@@ -596,15 +593,6 @@ def main(args: list[str] | None = None) -> int:
                 node.get_logger().warning(f'realtime_priority {priority}: {error}; the node '
                                           f'runs with the normal scheduler')
         executor.spin()
-    except (ExecutorConfigError, InvalidParameterTypeException,
-            InvalidParameterValueException) as error:
-        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+    return run_node_process(NODE_NAME, args, ExecutorNode, run, (ExecutorConfigError,),
+                            release=ExecutorNode.close)

@@ -40,18 +40,14 @@ stale or missing, nothing is published and ``/diagnostics`` says which and why.
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
-from rcl_interfaces.msg import FloatingPointRange
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 
@@ -62,6 +58,7 @@ from dp_tt_ros.ros.context import (
     checkpoint_id, declare_parameters, encode_context, joint_state_vectors, key_values,
     NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
+from dp_tt_ros.ros.process import float_range, run_node_process
 
 NODE_NAME = 'perception'
 LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
@@ -71,23 +68,19 @@ LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
 PERIOD_TOLERANCE = 0.1
 
 
-def _float_range(low: float, high: float) -> dict[str, Any]:
-    return {'floating_point_range': [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
-
-
 PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'checkpoint': ('', 'checkpoint directory; empty = models/<policy_type>_<task>', {}),
     'policy_type': ('diffusion', 'diffusion, transformer or bc (must match the checkpoint)', {}),
     'task': ('reach', 'task of the shipped default checkpoint', {}),
     'device': ('cpu', 'torch device for the encoders: cpu or cuda', {}),
     'rate_hz': (0.0, 'most contexts per second; 0 = one per policy dt of the checkpoint',
-                _float_range(0.0, 1000.0)),
+                float_range(0.0, 1000.0)),
     'stale_timeout': (0.5, 'seconds after which a sensor without news counts as stale',
-                      _float_range(0.001, 60.0)),
+                      float_range(0.001, 60.0)),
     'image_topics': (['/camera/image_raw'], "Image topics for the checkpoint's image_keys, in "
                      'order; entries beyond the number of image keys are unused', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
-                           _float_range(0.05, 3600.0)),
+                           float_range(0.05, 3600.0)),
 }
 
 
@@ -278,19 +271,5 @@ class PerceptionNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the perception node until shutdown; returns 2 for a bad parameter or checkpoint."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-        spin(node)
-    except (NodeConfigError, CheckpointError, InvalidParameterTypeException,
-            InvalidParameterValueException) as error:
-        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node_process(NODE_NAME, args, PerceptionNode, spin,
+                            (NodeConfigError, CheckpointError))

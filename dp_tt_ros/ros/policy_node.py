@@ -36,21 +36,17 @@ integer nanosecond values) for ``dp-tt-ros bench ros``.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
-import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecyclePublisher, Node, State, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from std_msgs.msg import Float32MultiArray
 import torch
 from trajectory_msgs.msg import JointTrajectory
@@ -61,18 +57,11 @@ from dp_tt_ros.ros.context import (
     checkpoint_id, chunk_to_trajectory, declare_parameters, decode_context, key_values,
     LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
     task_episode)
+from dp_tt_ros.ros.process import float_range, int_range, run_node_process
 
 NODE_NAME = 'policy'
 DEVICES = ('cpu', 'cuda')
 WORKER_POLL_S = 0.1
-
-
-def _float_range(low: float, high: float) -> dict[str, Any]:
-    return {'floating_point_range': [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
-
-
-def _int_range(low: int, high: int) -> dict[str, Any]:
-    return {'integer_range': [IntegerRange(from_value=low, to_value=high, step=1)]}
 
 
 PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
@@ -81,28 +70,28 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'task': ('reach', 'task of the shipped default checkpoint', {}),
     'device': ('cpu', 'torch device for inference: cpu or cuda', {}),
     'torch_threads': (0, 'torch CPU threads for inference; 0 keeps torch\'s default',
-                      _int_range(0, 256)),
+                      int_range(0, 256)),
     'autostart': (True, 'configure and activate on start-up (no lifecycle manager needed)', {}),
     'warmup_runs': (2, 'inference calls on a dummy context during configure',
-                    _int_range(0, 100)),
+                    int_range(0, 100)),
     'num_inference_steps': (0, 'diffusion: denoising steps K; 0 = checkpoint default',
-                            _int_range(0, 10000)),
+                            int_range(0, 10000)),
     'sampler': ('', "diffusion: 'ddim' or 'ddpm'; empty = checkpoint default", {}),
-    'eta': (-1.0, 'diffusion: DDIM eta; negative = checkpoint default', _float_range(-1.0, 1.0)),
+    'eta': (-1.0, 'diffusion: DDIM eta; negative = checkpoint default', float_range(-1.0, 1.0)),
     'guidance_scale': (-1.0, 'diffusion: classifier-free guidance w (0 unconditional, 1 '
-                       'conditional); negative = checkpoint default', _float_range(-1.0, 100.0)),
-    'beam_width': (0, 'transformer: beam width; 0 = checkpoint default', _int_range(0, 4096)),
+                       'conditional); negative = checkpoint default', float_range(-1.0, 100.0)),
+    'beam_width': (0, 'transformer: beam width; 0 = checkpoint default', int_range(0, 4096)),
     'n_expand': (0, 'transformer: expansions per beam; 0 = checkpoint default',
-                 _int_range(0, 4096)),
+                 int_range(0, 4096)),
     'planning_horizon': (0, 'transformer: planned steps; 0 = checkpoint default',
-                         _int_range(0, 4096)),
+                         int_range(0, 4096)),
     'top_k': (0, 'transformer: top-k truncation of token sampling; 0 = checkpoint default',
-              _int_range(0, 100000)),
+              int_range(0, 100000)),
     'plan_mode': ('', "transformer: 'value', 'return' or 'likelihood'; empty = checkpoint default",
                   {}),
     'publish_timing': (False, 'publish per-chunk timing on /policy/timing (for bench ros)', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
-                           _float_range(0.05, 3600.0)),
+                           float_range(0.05, 3600.0)),
 }
 
 
@@ -362,25 +351,13 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the policy node; with ``autostart`` it configures and activates itself."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = PolicyNode()
-        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
-            print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-            return 2
+    def run(node: PolicyNode) -> int:
         if node.params['autostart']:
             node.trigger_configure()
             if node.policy is None:
                 return 2
             node.trigger_activate()
         spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.release()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        return 0
+
+    return run_node_process(NODE_NAME, args, PolicyNode, run, release=PolicyNode.release)

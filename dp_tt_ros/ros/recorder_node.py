@@ -41,17 +41,13 @@ crash-safe: a crash mid-episode loses that episode only.
 from __future__ import annotations
 
 from pathlib import Path
-import sys
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
-from rcl_interfaces.msg import FloatingPointRange
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -62,28 +58,25 @@ from dp_tt_ros.robot import COMMAND_JOINTS
 from dp_tt_ros.ros.context import (
     declare_parameters, joint_state_vectors, key_values, NodeConfigError, spin, stamp_to_ns)
 from dp_tt_ros.ros.conversions import msg_to_rgb
+from dp_tt_ros.ros.process import float_range, run_node_process
 
 NODE_NAME = 'recorder'
-
-
-def _float_range(low: float, high: float) -> dict[str, Any]:
-    return {'floating_point_range': [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
 
 
 PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'store': ('', 'episode store path (.zarr); created if missing, appended to otherwise', {}),
     'task': ('teleop', 'task name written to the store attributes of a new store', {}),
     'control_dt': (0.1, 'seconds between recorded steps (the policies\' dt)',
-                   _float_range(0.001, 10.0)),
+                   float_range(0.001, 10.0)),
     'stale_timeout': (0.5, 'seconds after which a sensor or the command counts as stale',
-                      _float_range(0.001, 60.0)),
+                      float_range(0.001, 60.0)),
     'image_keys': (['image'], 'store keys of the recorded cameras (empty = no images)', {}),
     'image_topics': (['/camera/image_raw'], 'Image topic per entry of image_keys', {}),
     'record_goal': (True, 'record goal (3) from /goal', {}),
     'record_object_state': (False, 'record object_state from /sim/object_state', {}),
     'joints': (list(COMMAND_JOINTS), 'order of the values in the command topic', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
-                           _float_range(0.05, 3600.0)),
+                           float_range(0.05, 3600.0)),
 }
 
 
@@ -305,19 +298,5 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the recorder until shutdown; returns 2 for a bad parameter or store."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        spin(node)
-    except (NodeConfigError, EpisodeStoreError, InvalidParameterTypeException,
-            InvalidParameterValueException) as error:
-        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node_process(NODE_NAME, args, RecorderNode, spin,
+                            (NodeConfigError, EpisodeStoreError))

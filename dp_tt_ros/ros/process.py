@@ -1,0 +1,67 @@
+# Copyright 2026 dp_tt_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+One node per process: init, build, run, report bad configuration, always clean up.
+
+Every node's ``main`` goes through :func:`run_node_process`, so they share one contract: exit 0
+on a normal or Ctrl-C shutdown, exit 2 with one ``NAME: error: ...`` line for bad parameters,
+checkpoints or stores, and the node's resources are released whatever happened.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, TypeVar
+
+import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange
+
+NodeT = TypeVar('NodeT', bound=Node)
+PARAMETER_ERRORS = (InvalidParameterTypeException, InvalidParameterValueException)
+
+
+def float_range(low: float, high: float) -> dict[str, Any]:
+    """Descriptor fields limiting a float parameter to [low, high]."""
+    return {'floating_point_range': [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
+
+
+def int_range(low: int, high: int) -> dict[str, Any]:
+    """Descriptor fields limiting an integer parameter to [low, high]."""
+    return {'integer_range': [IntegerRange(from_value=low, to_value=high, step=1)]}
+
+
+def run_node_process(name: str, args: list[str] | None, build: Callable[[], NodeT],
+                     run: Callable[[NodeT], int | None],
+                     config_errors: tuple[type[Exception], ...] = (),
+                     release: Callable[[NodeT], None] = lambda node: None) -> int:
+    """Run one node until shutdown and return the process exit status."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = build()
+        return int(run(node) or 0)
+    except (*config_errors, *PARAMETER_ERRORS) as error:
+        print(f'{name}: error: {error}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            release(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
