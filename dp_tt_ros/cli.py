@@ -15,7 +15,8 @@
 """
 The ``dp-tt-ros`` command line.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``.
 Modules are imported only when their subcommand is chosen, so ``dp-tt-ros node executor`` never
 pays for importing torch or PyBullet it does not use.
 """

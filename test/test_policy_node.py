@@ -179,12 +179,22 @@ def test_lifecycle_and_chunk_stamped_with_the_capture_time(
     assert node.policy is None
 
 
-def test_busy_policy_never_queues_contexts(graph_factory: Callable, checkpoint: Path) -> None:
-    # DDPM with all 100 steps makes one chunk far slower than publishing the whole burst.
+def test_busy_policy_never_queues_contexts(graph_factory: Callable,
+                                          tmp_path: Path) -> None:
+    # A wide U-Net with all 100 DDPM steps takes far longer per chunk than the whole burst takes
+    # to publish, on any CPU, so contexts must pile up in the one-slot mailbox.
+    torch.manual_seed(0)
+    spec = PolicySpec(policy_type='diffusion', obs_shapes={'joint_pos': [8]}, goal_dim=3,
+                      horizon=8, n_action_steps=4, n_obs_steps=2, dt=0.1)
+    rng = np.random.default_rng(0)
+    data = {'joint_pos': rng.standard_normal((50, 8)), 'goal': rng.standard_normal((50, 3)),
+            'action': rng.standard_normal((50, 8))}
+    slow = DiffusionPolicy.build(data, spec, unet={'down_dims': [128, 256, 512]})
+    checkpoint = save_checkpoint(slow, tmp_path / 'slow')
     node, probe = graph_factory([Parameter('checkpoint', value=str(checkpoint)),
                                  Parameter('sampler', value='ddpm'),
                                  Parameter('num_inference_steps', value=100),
-                                 Parameter('warmup_runs', value=1)])
+                                 Parameter('warmup_runs', value=0)])
     assert probe.transition(Transition.TRANSITION_CONFIGURE)
     assert probe.transition(Transition.TRANSITION_ACTIVATE)
     wait_for(lambda: probe.contexts.get_subscription_count() > 0

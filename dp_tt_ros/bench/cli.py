@@ -36,7 +36,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('benchmark', choices=list(BENCHMARKS), metavar='BENCHMARK',
-                        help='; '.join(f'{name}: {text}' for name, (_, text) in BENCHMARKS.items()))
+                        help='; '.join(f'{name}: {text}'
+                                       for name, (_, text) in BENCHMARKS.items()))
     parser.add_argument('bench_args', nargs=argparse.REMAINDER,
                         help='options of that benchmark (see dp-tt-ros bench BENCHMARK --help)')
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -50,6 +52,7 @@ class CollectSummary:
     attempts: int
     successes: int
     steps: int
+    interrupted: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,14 +101,23 @@ def record_episode(env: PandaTaskEnv, seed: int, noise: float) -> tuple[Episode,
 def collect(store: EpisodeStore, task: str, episodes: int, *, seed: int,
             image_size: tuple[int, int] | None = None, noise: float = 0.0,
             max_steps: int | None = None, keep_failures: bool = False,
-            progress: bool = True) -> CollectSummary:
-    """Add ``episodes`` expert episodes to ``store``, seeds counting up from ``seed``."""
+            progress: bool = True,
+            should_stop: Callable[[], bool] = lambda: False) -> CollectSummary:
+    """
+    Add ``episodes`` expert episodes to ``store``, seeds counting up from ``seed``.
+
+    ``should_stop`` is checked between episodes; when it says so, the run ends early with
+    ``interrupted`` set and every finished episode stored.
+    """
     env = make_env(task, image_size=image_size, max_steps=max_steps)
     summary = CollectSummary(stored=0, attempts=0, successes=0, steps=0)
     max_attempts = episodes if keep_failures else 2 * episodes + 10
     bar = tqdm(total=episodes, desc=f'collect {task}', unit='ep', disable=not progress)
     try:
         while summary.stored < episodes:
+            if should_stop():
+                summary.interrupted = True
+                break
             if summary.attempts >= max_attempts:
                 raise RuntimeError(f'the {task} expert succeeded in only {summary.successes} of '
                                    f'{summary.attempts} attempts')
@@ -125,6 +137,34 @@ def collect(store: EpisodeStore, task: str, episodes: int, *, seed: int,
         bar.close()
         env.close()
     return summary
+
+
+class StopOnInterrupt:
+    """
+    Turn the first Ctrl-C into a request to stop after the episode being recorded.
+
+    A KeyboardInterrupt raised wherever the signal lands (inside PyBullet or zarr's writer
+    thread hand-off) can be swallowed there; a flag checked between episodes cannot. A second
+    Ctrl-C interrupts at once; the store still keeps every episode committed before it.
+    """
+
+    def __init__(self) -> None:
+        self._requested = False
+
+    def requested(self) -> bool:
+        return self._requested
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self._requested = True
+        print('stopping after the current episode (Ctrl-C again to abort it)', file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> 'StopOnInterrupt':
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
 
 
 def _open_store(path: str, attrs: dict) -> EpisodeStore:
@@ -160,15 +200,18 @@ def run(args: argparse.Namespace) -> int:
         seed = int(np.max(seeds)) + 1 if len(seeds) else 0
     before = store.n_episodes
     try:
-        summary = collect(store, args.task, args.episodes, seed=seed, image_size=image_size,
-                          noise=args.noise, max_steps=args.max_steps,
-                          keep_failures=args.keep_failures)
+        with StopOnInterrupt() as stop:
+            summary = collect(store, args.task, args.episodes, seed=seed, image_size=image_size,
+                              noise=args.noise, max_steps=args.max_steps,
+                              keep_failures=args.keep_failures, should_stop=stop.requested)
     except KeyboardInterrupt:
+        summary = None
+    except RuntimeError as error:
+        raise CommandError(f'{error}; {store.n_episodes - before} episodes were stored') from error
+    if summary is None or summary.interrupted:
         print(f'interrupted: {args.out} keeps {store.n_episodes} finished episodes '
               f'({store.n_episodes - before} from this run)', file=sys.stderr)
         return 130
-    except RuntimeError as error:
-        raise CommandError(f'{error}; {store.n_episodes - before} episodes were stored') from error
     print(f'stored {summary.stored} {args.task} episodes ({summary.steps} steps, expert success '
           f'{summary.successes}/{summary.attempts}) in {args.out}; it now holds '
           f'{store.n_episodes} episodes')

@@ -70,7 +70,8 @@ class PolicySpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f'unknown policy spec fields {unknown}; expected some of {sorted(known)}')
+            raise ValueError(f'unknown policy spec fields {unknown}; '
+                             f'expected some of {sorted(known)}')
         return cls(**dict(data))
 
 

@@ -88,7 +88,7 @@ class Normalizer(nn.Module):
     @classmethod
     def fit(cls, data: Mapping[str, np.ndarray],
             pinned: tuple[str, ...] = ('action',)) -> 'Normalizer':
-        """Fit every field of ``data`` (``name -> (N, *shape)`` raw values); see ``pin_constant``."""
+        """Fit every field of ``data`` (``name -> (N, *shape)`` raw values), pinning ``pinned``."""
         normalizer = cls({name: np.shape(values)[1:] for name, values in data.items()})
         for name, values in data.items():
             normalizer.fields[name].fit(values, name, pin_constant=name in pinned)
