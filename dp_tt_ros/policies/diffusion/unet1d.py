@@ -221,16 +221,33 @@ class ConditionalUnet1D(nn.Module):
 
     def film_table(self, timesteps: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
         """
-        Compute FiLM vectors of every (step, batch row): ``(K, B, film_width)``, in two matmuls.
+        Compute FiLM vectors of every (step, batch row): ``(K, B, film_width)``, in one matmul.
 
-        Equal to what :meth:`forward` computes for each step, up to float rounding.
+        Equal to what :meth:`forward` computes for each step, up to float rounding. Mish acts
+        element-wise, so each block's FiLM layer splits into a part that depends only on the
+        step k and a part that depends only on the observation; the stacked weights and the
+        step part are cached per weight version and step schedule, so a chunk pays only for
+        its observation.
         """
-        embed = self.config.step_embed_dim
-        weights = torch.cat([block.film.weight for block in self.core.residual_blocks()], dim=0)
-        biases = torch.cat([block.film.bias for block in self.core.residual_blocks()], dim=0)
-        step_part = F.mish(self.step_embedding(timesteps)) @ weights[:, :embed].T
-        obs_part = F.linear(F.mish(global_cond), weights[:, embed:], biases)
+        step_part, obs_weight, obs_bias = self._film_step_cache(timesteps)
+        obs_part = F.linear(F.mish(global_cond), obs_weight, obs_bias)
         return step_part[:, None, :] + obs_part[None, :, :]
+
+    def _film_step_cache(self, timesteps: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        films = [block.film for block in self.core.residual_blocks()]
+        params = [*self.step_mlp.parameters(), *(p for film in films for p in film.parameters())]
+        key = (tuple(timesteps.tolist()), str(timesteps.device), torch.is_grad_enabled(),
+               tuple((p.data_ptr(), p._version) for p in params))
+        cached = getattr(self, '_film_cache', None)
+        if cached is None or cached[0] != key:
+            embed = self.config.step_embed_dim
+            weights = torch.cat([film.weight for film in films], dim=0)
+            biases = torch.cat([film.bias for film in films], dim=0)
+            step_part = F.mish(self.step_embedding(timesteps)) @ weights[:, :embed].T
+            cached = (key, (step_part, weights[:, embed:].contiguous(), biases))
+            self._film_cache = cached
+        return cached[1]
 
 
 class PackedUnet(nn.Module):
