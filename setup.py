@@ -51,7 +51,7 @@ setup(
     maintainer_email='dev@dp-tt-ros.invalid',
     description='Diffusion Policy and Trajectory Transformer runtime for ROS 2 arms.',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'dp-tt-ros = dp_tt_ros.cli:main',

@@ -179,8 +179,7 @@ def test_lifecycle_and_chunk_stamped_with_the_capture_time(
     assert node.policy is None
 
 
-def test_busy_policy_never_queues_contexts(graph_factory: Callable,
-                                          tmp_path: Path) -> None:
+def test_busy_policy_never_queues_contexts(graph_factory: Callable, tmp_path: Path) -> None:
     # A wide U-Net with all 100 DDPM steps takes far longer per chunk than the whole burst takes
     # to publish, on any CPU, so contexts must pile up in the one-slot mailbox.
     torch.manual_seed(0)
