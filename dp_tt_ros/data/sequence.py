@@ -32,6 +32,7 @@ window ever mixes two episodes.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -131,7 +132,28 @@ def make_windows(episode_ends: Sequence[int] | np.ndarray, before: int, after: i
     )
 
 
-class SequenceDataset(Dataset):
+class WindowDataset(Dataset, ABC):
+    """
+    A dataset of episode windows that gathers whole batches at once.
+
+    Single samples are batches of one, so the trainer's vectorised ``get_batch`` path and plain
+    indexing always agree.
+    """
+
+    windows: Windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.get_batch([index]).items()}
+
+    @abstractmethod
+    def get_batch(self, indices: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
+        """Gather the samples of windows ``indices`` as batched tensors."""
+
+
+class SequenceDataset(WindowDataset):
     """
     Diffusion Policy / BC samples: observation history, goal and padded action chunk.
 
@@ -172,12 +194,6 @@ class SequenceDataset(Dataset):
         return cls(data, episode_ends, obs_keys=list(spec.obs_shapes),
                    n_obs_steps=spec.n_obs_steps, horizon=spec.horizon,
                    goal_key='goal' if spec.goal_dim > 0 else None)
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {key: value[0] for key, value in self.get_batch([index]).items()}
 
     def get_batch(self, indices: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
         """Gather a batch of samples by window number (the trainer's fast path)."""

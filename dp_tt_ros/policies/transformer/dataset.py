@@ -28,9 +28,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from dp_tt_ros.data.sequence import episode_bounds, make_windows
+from dp_tt_ros.data.sequence import episode_bounds, make_windows, WindowDataset
 from dp_tt_ros.policies.transformer.tokenizer import Discretizer
 
 
@@ -50,7 +49,7 @@ def discounted_values(rewards: np.ndarray, episode_ends: Sequence[int] | np.ndar
     return values, rewards + discount * values
 
 
-class TransitionDataset(Dataset):
+class TransitionDataset(WindowDataset):
     """Token windows ``bins (1 + W * T,)`` and their per-target ``loss_mask (W * T,)``."""
 
     def __init__(self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
@@ -77,12 +76,6 @@ class TransitionDataset(Dataset):
         returns_column = slice(width, width + 1)
         self.return_tokens = tokenizer.encode(returns[:, None], returns_column)[:, 0].cpu()
         self.windows = make_windows(episode_ends, 0, window_transitions - 1)
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {key: value[0] for key, value in self.get_batch([index]).items()}
 
     def get_batch(self, indices: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
         """Gather a batch of windows by number (the trainer's vectorised path)."""
