@@ -14,6 +14,7 @@
 
 """The node-graph description: nodes, parameter files, overrides and their ROS arguments."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from rclpy.context import Context
 from rclpy.node import Node
 import yaml
 
-from dp_tt_ros.paths import config_dir
+from dp_tt_ros.paths import config_dir, models_dir
 from dp_tt_ros.ros import context as ros_context
 from dp_tt_ros.ros.graph import (describe_graph, GraphOptions, launch_arguments,
                                  options_from_strings, POLICY_TYPES, robot_remappings,
@@ -147,3 +148,13 @@ def test_bad_launch_values_name_the_argument(mode, values, message) -> None:
 def test_choices_agree_with_the_simulator_and_the_nodes() -> None:
     assert TASKS == world.TASKS
     assert POLICY_TYPES == ros_context.POLICY_TYPES
+
+
+def test_executor_runs_the_checkpoints_own_action_horizon(tmp_path: Path) -> None:
+    shipped = GraphOptions(policy_type='diffusion', task='reach')
+    spec = json.loads((models_dir() / 'diffusion_reach' / 'config.json').read_text())
+    executor = {node.name: node for node in describe_graph('sim', shipped)}['executor']
+    assert executor.parameters['n_action_steps'] == spec['policy']['spec']['n_action_steps']
+    missing = GraphOptions(checkpoint=str(tmp_path / 'not_there'))
+    executor = {node.name: node for node in describe_graph('sim', missing)}['executor']
+    assert 'n_action_steps' not in executor.parameters

@@ -30,7 +30,8 @@ from typing import Literal, Mapping
 
 import yaml
 
-from dp_tt_ros.paths import config_dir
+from dp_tt_ros.paths import config_dir, models_dir
+from dp_tt_ros.policies.checkpoint import CheckpointError, read_config
 
 POLICY_TYPES = ('diffusion', 'transformer', 'bc')
 TASKS = ('reach', 'avoid', 'push', 'pick_place')
@@ -200,6 +201,9 @@ def describe_graph(mode: Mode, options: GraphOptions) -> list[NodeDescription]:
         'executor': {'controller_mode': options.controller_mode,
                      'use_sim_time': options.use_sim_time},
     }
+    action_steps = checkpoint_action_steps(options)
+    if action_steps is not None:
+        pipeline_parameters['executor']['n_action_steps'] = action_steps
     remappings = robot_remappings() if mode == 'robot' else ()
     nodes = [NodeDescription(name, name, (config / f'{name}.yaml',), parameters, remappings)
              for name, parameters in pipeline_parameters.items()]
@@ -210,6 +214,21 @@ def describe_graph(mode: Mode, options: GraphOptions) -> list[NodeDescription]:
             'publish_clock': options.use_sim_time})
         nodes.insert(0, bridge)
     return nodes
+
+
+def checkpoint_action_steps(options: GraphOptions) -> int | None:
+    """
+    Return the checkpoint's h (``n_action_steps``), or None when it cannot be read here.
+
+    The executor then runs the receding horizon the policy was trained for; a checkpoint that is
+    missing or unreadable is reported by the policy node, which owns loading it.
+    """
+    directory = (Path(options.checkpoint).expanduser() if options.checkpoint
+                 else models_dir() / f'{options.policy_type}_{options.task}')
+    try:
+        return int(read_config(directory)['policy']['spec']['n_action_steps'])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 def with_parameters(node: NodeDescription, **parameters: ParameterValue) -> NodeDescription:

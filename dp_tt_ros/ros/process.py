@@ -60,6 +60,12 @@ def run_node_process(name: str, args: list[str] | None, build: Callable[[], Node
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except Exception:
+        # Ctrl-C shuts the context down from rclpy's signal handler; a publish or take that
+        # races it fails, and that is part of shutting down. Anything else is a real failure.
+        if rclpy.ok():
+            raise
+        return 0
     finally:
         if node is not None:
             release(node)
