@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--config', nargs='+', default=[], metavar='ITEM',
                         help='policy settings: a JSON object, a JSON file, or key=value items '
                              '(values parsed as JSON, a,b,c as a list, a.b=v nests); spec keys '
-                             'obs_keys, horizon, n_obs_steps, n_action_steps are accepted too')
+                             'obs_keys, horizon, n_obs_steps, n_action_steps and use_goal are '
+                             'accepted too')
     parser.add_argument('--checkpoint-every', type=int,
                         help='steps between checkpoints (default 1000)')
     parser.add_argument('--log-every', type=int,

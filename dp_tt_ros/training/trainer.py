@@ -214,7 +214,10 @@ def make_spec(policy_type: str, data: StoreData,
         raise TrainingError(f'episode store {data.path} has no "action" key')
     image_keys = [key for key in obs_keys
                   if data.arrays[key].dtype == np.uint8 and data.arrays[key].ndim == 4]
-    goal_dim = int(data.arrays['goal'].shape[-1]) if 'goal' in data.arrays else 0
+    # use_goal=false trains without the goal vector, e.g. an image policy that must find the
+    # goal marker in the camera image.
+    use_goal = bool(config.pop('use_goal', True))
+    goal_dim = int(data.arrays['goal'].shape[-1]) if use_goal and 'goal' in data.arrays else 0
     try:
         spec = PolicySpec(
             policy_type=policy_type,
