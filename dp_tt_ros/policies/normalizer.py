@@ -136,3 +136,13 @@ def fit_policy_normalizer(data: Mapping[str, Any], spec: 'PolicySpec') -> Normal
                              f'{", ".join(map(str, shape))})')
         arrays[key] = values
     return Normalizer.fit(arrays)
+
+
+def spec_normalizer(spec: 'PolicySpec', normalizer: Normalizer | None = None) -> Normalizer:
+    """Return ``normalizer`` (a fresh, unfitted one if None) after checking it fits ``spec``."""
+    fields = policy_fields(spec)
+    normalizer = normalizer or Normalizer(fields)
+    if normalizer.shapes() != fields:
+        raise ValueError(f'normaliser fields {normalizer.shapes()} do not match the spec; '
+                         f'expected {fields}')
+    return normalizer

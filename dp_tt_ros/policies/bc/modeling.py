@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from dp_tt_ros.policies.base import Policy, PolicySpec
 from dp_tt_ros.policies.bc.configuration import BCConfig
 from dp_tt_ros.policies.encoders import ObservationEncoder, prepare_observations
-from dp_tt_ros.policies.normalizer import Normalizer, fit_policy_normalizer, policy_fields
+from dp_tt_ros.policies.normalizer import fit_policy_normalizer, Normalizer, spec_normalizer
 
 
 class BCPolicy(Policy):
@@ -44,10 +44,7 @@ class BCPolicy(Policy):
         self.config = config
         self.spec = config.spec
         spec = config.spec
-        self.normalizer = normalizer or Normalizer(policy_fields(spec))
-        if self.normalizer.shapes() != policy_fields(spec):
-            raise ValueError(f'normaliser fields {self.normalizer.shapes()} do not match the spec;'
-                             f' expected {policy_fields(spec)}')
+        self.normalizer = spec_normalizer(spec, normalizer)
         self.encoder = ObservationEncoder(spec, config.encoder)
         self.goal_project = (nn.Linear(spec.goal_dim, config.goal_embed_dim)
                              if spec.goal_dim else None)

@@ -47,7 +47,7 @@ from dp_tt_ros.policies.diffusion.schedulers import NoiseScheduler
 from dp_tt_ros.policies.diffusion.transformer_denoiser import TransformerDenoiser
 from dp_tt_ros.policies.diffusion.unet1d import ConditionalUnet1D, PackedUnet
 from dp_tt_ros.policies.encoders import ObservationEncoder, prepare_observations
-from dp_tt_ros.policies.normalizer import Normalizer, fit_policy_normalizer, policy_fields
+from dp_tt_ros.policies.normalizer import fit_policy_normalizer, Normalizer, spec_normalizer
 
 
 class GoalEmbedding(nn.Module):
@@ -76,10 +76,7 @@ class DiffusionPolicy(Policy):
         self.config = config
         self.spec = config.spec
         spec = config.spec
-        self.normalizer = normalizer or Normalizer(policy_fields(spec))
-        if self.normalizer.shapes() != policy_fields(spec):
-            raise ValueError(f'normaliser fields {self.normalizer.shapes()} do not match the spec;'
-                             f' expected {policy_fields(spec)}')
+        self.normalizer = spec_normalizer(spec, normalizer)
         self.encoder = ObservationEncoder(spec, config.encoder)
         self.goal_embedding = (GoalEmbedding(spec.goal_dim, config.goal_embed_dim)
                                if spec.goal_dim else None)
