@@ -52,19 +52,7 @@ train() {
   rm -rf "models/${policy}_$task/resume"
 }
 
-train_image_reach() {  # camera + arm state, no goal vector: the policy must find the marker
-  [[ -d $DATA/reach_image.zarr ]] || $CLI collect --task reach --episodes 200 --noise 0.01 \
-    --seed 1000 --image --image-size 96 --out "$DATA/reach_image.zarr"
-  $CLI train --policy diffusion --data "$DATA/reach_image.zarr" --out models/diffusion_reach_image \
-    --steps 1500 --batch-size 32 --lr 1e-3 --warmup-steps 100 --threads 2 --seed 0 --no-progress \
-    --config obs_keys=image,joint_pos use_goal=false horizon=8 n_action_steps=4 \
-    'encoder.crop_shape=[84,84]' 'unet.down_dims=[32,64]' unet.step_embed_dim=32 \
-    noise.prediction_type=sample
-  rm -rf models/diffusion_reach_image/resume
-}
-
 for task in "${tasks[@]}"; do
   collect "$task"
   for policy in "${policies[@]}"; do train "$policy" "$task"; done
-  if [[ $task == reach && " ${policies[*]} " == *" diffusion "* ]]; then train_image_reach; fi
 done

@@ -157,13 +157,14 @@ def test_image_diffusion_policy_trains_on_an_image_store(tmp_path):
     torch.set_num_threads(1)
     rc = main(['train', '--policy', 'diffusion', '--data', str(store), '--out', str(out),
                '--steps', '2', '--batch-size', '4', '--warmup-steps', '1', '--no-progress',
-               '--config', 'obs_keys=image,joint_pos', 'encoder.crop_shape=[28,28]',
-               *TINY['diffusion']])
+               '--config', 'obs_keys=image,joint_pos', 'use_goal=false',
+               'encoder.crop_shape=[28,28]', *TINY['diffusion']])
     assert rc == 0
     policy = load_policy(out)
     assert policy.spec.image_keys == ['image']
     assert policy.spec.obs_shapes == {'image': [32, 32, 3], 'joint_pos': [8]}
+    assert policy.spec.goal_dim == 0  # it must find the goal marker in the image
     obs = {'image': np.zeros((1, 2, 32, 32, 3), np.uint8),
            'joint_pos': np.zeros((1, 2, 8), np.float32)}
-    chunk = policy.predict_action(obs, np.zeros((1, 3), np.float32))
+    chunk = policy.predict_action(obs)
     assert chunk.shape == (1, 8, 8) and np.isfinite(chunk).all()
