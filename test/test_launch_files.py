@@ -29,6 +29,7 @@ import textwrap
 import pytest
 
 from dp_tt_ros.paths import launch_dir
+from dp_tt_ros.ros import launch_adapter
 from dp_tt_ros.ros.graph import describe_graph, launch_arguments, options_from_strings
 
 STAND_IN = {
@@ -115,10 +116,15 @@ def test_launch_file_builds_the_described_graph(mode: str, launch_stand_in) -> N
 @pytest.mark.parametrize('mode', ['sim', 'robot'])
 def test_launch_file_holds_no_graph_of_its_own(mode: str) -> None:
     tree = ast.parse((launch_dir() / f'{mode}.launch.py').read_text())
-    called = {node.func.id for node in ast.walk(tree)
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    assert [(call.func.id, [arg.value for arg in call.args]) for call in calls] == [
+        ('launch_description', [mode])]
+    adapter = ast.parse(Path(launch_adapter.__file__).read_text())
+    called = {node.func.id for node in ast.walk(adapter)
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert {'describe_graph', 'launch_arguments', 'options_from_strings'} <= called
-    literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    literals = {node.value for node in ast.walk(adapter) if isinstance(node, ast.Constant)}
     assert not literals & {'pybullet_bridge', 'perception', 'policy', 'executor'}
 
 
