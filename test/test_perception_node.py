@@ -120,11 +120,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 def deliver(publish: Callable[[], None], received: Callable[[], bool]) -> None:
-    """Publish until ``received`` holds (a best-effort sample can be lost on a busy machine)."""
-    for _ in range(20):
+    """
+    Publish until ``received`` holds (a best-effort sample can be lost on a busy machine).
+
+    Resend quickly: a sample resent only after its stamp is ``stale_timeout`` old would be
+    (rightly) held back as stale by the node.
+    """
+    for _ in range(100):
         publish()
         try:
-            wait_for(received, timeout=1.0)
+            wait_for(received, timeout=0.1)
             return
         except AssertionError:
             continue
@@ -137,7 +142,7 @@ def graph(checkpoint: Path) -> Iterator[tuple[PerceptionNode, Probe]]:
     rclpy.init(context=context)
     node = PerceptionNode(context=context, parameter_overrides=[
         Parameter('checkpoint', value=str(checkpoint)), Parameter('rate_hz', value=1000.0),
-        Parameter('stale_timeout', value=0.5), Parameter('diagnostics_period', value=0.2)])
+        Parameter('stale_timeout', value=3.0), Parameter('diagnostics_period', value=0.2)])
     probe = Probe(context)
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
@@ -166,8 +171,7 @@ def test_context_is_the_encoded_history_on_the_dt_grid(
     images = rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
     goal = np.array([0.5, -0.2, 0.3], np.float32)
     base = probe.now_ns() - 300 * MS
-    probe.publish_goal(goal)
-    wait_for(lambda: node.goal is not None)
+    deliver(lambda: probe.publish_goal(goal), lambda: node.goal is not None)
     # Sensor-data QoS is best effort: resend until each sample is in the node's history.
     for k in range(7):  # joint states every 50 ms: base + 0 .. base + 300 ms
         deliver(lambda: probe.publish_joints(base + k * 50 * MS, joints[k]),
@@ -191,7 +195,7 @@ def test_context_is_the_encoded_history_on_the_dt_grid(
 def test_malformed_images_are_rejected_and_the_node_keeps_working(
         graph: tuple[PerceptionNode, Probe]) -> None:
     node, probe = graph
-    probe.publish_goal(np.zeros(3, np.float32))
+    deliver(lambda: probe.publish_goal(np.zeros(3, np.float32)), lambda: node.goal is not None)
     now = probe.now_ns()
     deliver(lambda: probe.publish_joints(now, np.zeros(8, np.float32)),
             lambda: node.buffers['joint_pos'].newest_stamp == now)
@@ -216,12 +220,12 @@ def test_stale_camera_gives_no_context_and_a_diagnostic(
     node, probe = graph
     wait_for(lambda: 'no message received yet' in (probe.latest_diagnostic() or {}).get(
         'stale /camera/image_raw', ''))
-    probe.publish_goal(np.zeros(3, np.float32))
+    deliver(lambda: probe.publish_goal(np.zeros(3, np.float32)), lambda: node.goal is not None)
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
-    for _ in range(5):  # a camera lagging 1 s behind the joint states
+    for _ in range(5):  # a camera lagging 5 s behind the joint states (stale_timeout is 3 s)
         now = probe.now_ns()
         probe.publish_joints(now, np.zeros(8, np.float32))
-        probe.publish_image(now - 1_000 * MS, image)
+        probe.publish_image(now - 5_000 * MS, image)
         time.sleep(0.05)
     wait_for(lambda: node.counts['held_back_stale'] > 0)
     wait_for(lambda: 's old' in (probe.latest_diagnostic() or {}).get(
@@ -237,7 +241,7 @@ def test_new_episode_drops_the_history(graph: tuple[PerceptionNode, Probe]) -> N
     status_pub = probe.create_publisher(DiagnosticStatus, '/sim/task_status',
                                         QoSProfile(depth=10))
     wait_for(lambda: status_pub.get_subscription_count() > 0)
-    probe.publish_goal(np.zeros(3, np.float32))
+    deliver(lambda: probe.publish_goal(np.zeros(3, np.float32)), lambda: node.goal is not None)
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     now = probe.now_ns()
     for k, stamp in enumerate((now - 100 * MS, now)):

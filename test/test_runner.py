@@ -46,31 +46,32 @@ COMMANDER = textwrap.dedent('''
     import sys
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from std_msgs.msg import Float64MultiArray
 
-    rclpy.init(args=sys.argv)
-    node = Node('commander')
-    target = node.declare_parameter('target', [0.0] * 8).value
-    crash_after = node.declare_parameter('crash_after', 0.0).value
-    publisher = node.create_publisher(Float64MultiArray, '/forward_position_controller/commands',
-                                      10)
-    started = node.get_clock().now()
+    from dp_tt_ros.ros.process import run_node_process
 
-    def tick():
-        if crash_after and (node.get_clock().now() - started).nanoseconds * 1e-9 > crash_after:
-            print('commander: scripted failure', file=sys.stderr, flush=True)
-            sys.exit(3)
-        publisher.publish(Float64MultiArray(data=list(target)))
 
-    node.create_timer(0.05, tick)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
+    def build():
+        node = Node('commander')
+        target = node.declare_parameter('target', [0.0] * 8).value
+        crash_after = node.declare_parameter('crash_after', 0.0).value
+        publisher = node.create_publisher(Float64MultiArray,
+                                          '/forward_position_controller/commands', 10)
+        started = node.get_clock().now()
+
+        def tick():
+            elapsed = (node.get_clock().now() - started).nanoseconds * 1e-9
+            if crash_after and elapsed > crash_after:
+                print('commander: scripted failure', file=sys.stderr, flush=True)
+                sys.exit(3)
+            publisher.publish(Float64MultiArray(data=list(target)))
+
+        node.create_timer(0.05, tick)
+        return node
+
+
+    sys.exit(run_node_process('commander', sys.argv, build, rclpy.spin))
 ''')
 
 
