@@ -104,8 +104,7 @@ def test_shipped_checkpoint_agrees_between_in_process_and_ros(tmp_path):
     from dp_tt_ros import paths
     from dp_tt_ros.evaluation.metrics import interval_from_dict
     checkpoint = paths.models_dir() / 'diffusion_reach'
-    if not checkpoint.is_dir():
-        pytest.skip(f'needs the shipped checkpoint {checkpoint}')
+    assert checkpoint.is_dir(), f'the shipped checkpoint {checkpoint} is missing'
     summaries = {}
     for mode in ('in-process', 'ros'):
         path = tmp_path / f'{mode}.json'
