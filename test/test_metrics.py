@@ -38,6 +38,13 @@ def test_wilson_matches_published_values(successes, trials, low, high):
     assert interval.high == pytest.approx(high, abs=5e-4)
 
 
+@pytest.mark.parametrize('trials', [1, 7, 50, 100, 1000])
+def test_wilson_bounds_contain_the_rate_exactly_at_the_extremes(trials):
+    none, every = wilson_interval(0, trials), wilson_interval(trials, trials)
+    assert none.low == 0.0 and every.high == 1.0
+    assert none.low <= none.value <= none.high and every.low <= every.value <= every.high
+
+
 def test_wilson_rejects_bad_counts():
     with pytest.raises(ValueError, match='trials'):
         wilson_interval(0, 0)

@@ -81,7 +81,9 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Interval:
     centre = (rate + z * z / (2 * trials)) / denominator
     half_width = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials))
     half_width /= denominator
-    return Interval(rate, max(0.0, centre - half_width), min(1.0, centre + half_width))
+    # Rounding can put the bound a hair past the rate at 0 or 1 successes; the rate lies inside.
+    return Interval(rate, min(rate, max(0.0, centre - half_width)),
+                    max(rate, min(1.0, centre + half_width)))
 
 
 def bootstrap_interval(values: Sequence[float], seed: int = 0,
