@@ -43,12 +43,14 @@ def checkpoint(tmp_path: Path) -> Path:
     return save_checkpoint(policy, tmp_path / 'ckpt')
 
 
-def test_bench_ros_writes_overhead_percentiles(checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize('mode', ['forward_position', 'joint_trajectory'])
+def test_bench_ros_writes_overhead_percentiles(checkpoint: Path, tmp_path: Path,
+                                               mode: str) -> None:
     out = tmp_path / 'ros.json'
     assert main(['bench', 'ros', '--checkpoint', str(checkpoint), '--trials', '3',
-                 '--warmup-trials', '1', '--json', str(out)]) == 0
+                 '--warmup-trials', '1', '--controller-mode', mode, '--json', str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result['completed_trials'] == 3
+    assert result['completed_trials'] == 3 and result['controller_mode'] == mode
     for key in ('overhead_ms', 'end_to_end_ms', 'inference_ms'):
         assert result[key]['n'] == 3
     assert result['overhead_ms']['median'] == pytest.approx(

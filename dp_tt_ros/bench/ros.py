@@ -18,7 +18,9 @@
 The perception, policy and executor nodes run as separate processes, exactly as ``dp-tt-ros
 sim`` starts them (same parameter files, wall time). This process stands in for the robot: it
 publishes ``/joint_states`` (and a goal, object state and camera frame when the checkpoint
-observes them) and listens to the executor's ``/forward_position_controller/commands``.
+observes them) and listens to the executor's command topic: the 200 Hz
+``/forward_position_controller/commands`` stream, or with ``--controller-mode joint_trajectory``
+the goals it sends a JTC when a chunk is accepted.
 
 One trial:
 
@@ -34,7 +36,10 @@ One trial:
 
 The overhead therefore contains every DDS hop (sensor to perception, context to policy, chunk to
 executor, command to this process), perception's encoding, the policy node's hand-off to its
-inference thread, and the wait for the executor's next control tick. Components are reported
+inference thread, and in forward_position mode the wait for the executor's next control tick
+(up to 5 ms at 200 Hz, so that mode's p99 can never be below about one period plus the hops).
+A JTC goal leaves as soon as the executor accepts the chunk, so that mode has no such wait.
+Components are reported
 too, from the policy's receive/publish stamps (all clocks are this machine's system clock).
 """
 
@@ -60,8 +65,15 @@ from dp_tt_ros.bench.common import machine_info, summarize, write_json
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
+from dp_tt_ros.ros.graph import COMMAND_TOPICS, CONTROLLER_MODES
 
 TARGET_P99_MS = 5.0
+MODE_NOTES = {
+    'forward_position': 'forward_position at {rate:g} Hz: plus the wait for the next control '
+                        'tick (0 to one period)',
+    'joint_trajectory': 'joint_trajectory: the JTC goal is sent when the chunk is accepted, '
+                        'and its first point is the command',
+}
 GRAPH_NODES = ('perception', 'policy', 'executor')
 START_TIMEOUT_S = 120.0
 
@@ -83,12 +95,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='seconds to wait for the first command of a trial')
     parser.add_argument('--control-rate', type=float, default=200.0, metavar='HZ',
                         help="executor command rate")
+    parser.add_argument('--controller-mode', default='forward_position', choices=CONTROLLER_MODES,
+                        help='executor output: a forward_position stream at --control-rate, or a '
+                             'JointTrajectory sent to a JTC when each chunk is accepted')
 
 
 class _Probe:
     """The robot stand-in: publishes observations and times the executor's commands."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: Any, controller_mode: str) -> None:
         import rclpy
         from rclpy.node import Node
         from rclpy.qos import QoSProfile
@@ -109,12 +124,14 @@ class _Probe:
         self.image_pub = node.create_publisher(Image, '/camera/image_raw', reliable)
         self.lock = threading.Lock()
         self.commands: list[tuple[int, np.ndarray]] = []
-        self.chunks: dict[int, int] = {}
         self.timings: dict[int, dict[str, int]] = {}
-        node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
-                                 self._on_command, QoSProfile(depth=1000))
-        node.create_subscription(JointTrajectory, '/policy/action_chunk', self._on_chunk,
-                                 QoSProfile(depth=100))
+        self.command_topic = COMMAND_TOPICS[controller_mode]
+        if controller_mode == 'forward_position':
+            node.create_subscription(Float64MultiArray, self.command_topic,
+                                     self._on_command, QoSProfile(depth=1000))
+        else:
+            node.create_subscription(JointTrajectory, self.command_topic,
+                                     self._on_trajectory, QoSProfile(depth=1000))
         node.create_subscription(DiagnosticStatus, '/policy/timing', self._on_timing,
                                  QoSProfile(depth=100))
         from rclpy.executors import SingleThreadedExecutor
@@ -128,11 +145,13 @@ class _Probe:
         with self.lock:
             self.commands.append((received, np.asarray(msg.data, dtype=np.float64)))
 
-    def _on_chunk(self, msg: Any) -> None:
+    def _on_trajectory(self, msg: Any) -> None:
+        """Record a JTC goal as the command its first point asks for."""
         received = time.time_ns()
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with self.lock:
-            self.chunks.setdefault(stamp, received)
+        if msg.points:
+            with self.lock:
+                self.commands.append((received, np.asarray(msg.points[0].positions,
+                                                           dtype=np.float64)))
 
     def _on_timing(self, msg: DiagnosticStatus) -> None:
         values = {item.key: int(item.value) for item in msg.values}
@@ -144,7 +163,7 @@ class _Probe:
         return (self.joint_pub.get_subscription_count() >= 2
                 and self.status_pub.get_subscription_count() >= 3
                 and node.count_publishers('/policy/action_chunk') >= 1
-                and node.count_publishers('/forward_position_controller/commands') >= 1)
+                and node.count_publishers(self.command_topic) >= 1)
 
     def new_episode(self, episode: int) -> None:
         self.status_pub.publish(DiagnosticStatus(name='bench ros', values=[
@@ -179,17 +198,24 @@ class _Probe:
         self.joint_pub.publish(joints)
         return capture_ns
 
-    def first_command_after_chunk(self, capture_ns: int) -> tuple[int, int] | None:
-        """Return (chunk receipt, first command differing from the hold after it), if seen."""
+    def first_command(self, capture_ns: int) -> int | None:
+        """
+        Return the receipt time of the first command caused by this observation's chunk.
+
+        That is the first command differing from the hold received after the policy published
+        the chunk (its own clock, this machine's). Bounding by this process's receipt of the
+        chunk instead would race a JTC goal that the executor sends faster than the chunk
+        reaches this process.
+        """
         with self.lock:
-            chunk_ns = self.chunks.get(capture_ns)
-            if chunk_ns is None:
+            timing = self.timings.get(capture_ns)
+            if timing is None:
                 return None
             hold = HOME_POSITION
             for received, command in self.commands:
-                if received > chunk_ns and command.shape == hold.shape and np.max(
+                if received > timing['published_ns'] and command.shape == hold.shape and np.max(
                         np.abs(command - hold)) > 1e-9:
-                    return chunk_ns, received
+                    return received
         return None
 
     def close(self) -> None:
@@ -209,14 +235,15 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def _start_graph(checkpoint: Path, policy_type: str, control_rate: float,
+def _start_graph(checkpoint: Path, policy_type: str, args: argparse.Namespace,
                  log_dir: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
     common = ['-p', 'use_sim_time:=false']
     extra = {
         'perception': ['-p', f'checkpoint:={checkpoint}', '-p', f'policy_type:={policy_type}'],
         'policy': ['-p', f'checkpoint:={checkpoint}', '-p', f'policy_type:={policy_type}',
                    '-p', 'publish_timing:=true', '-p', 'autostart:=true'],
-        'executor': ['-p', f'control_rate:={control_rate}'],
+        'executor': ['-p', f'control_rate:={args.control_rate}',
+                     '-p', f'controller_mode:={args.controller_mode}'],
     }
     processes = {}
     for name in GRAPH_NODES:
@@ -269,8 +296,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f'{error}; pass --checkpoint DIR of a trained or saved policy')
 
     with tempfile.TemporaryDirectory(prefix='bench_ros_') as log_dir:
-        processes = _start_graph(checkpoint, args.policy_type, args.control_rate, Path(log_dir))
-        probe = _Probe(spec)
+        processes = _start_graph(checkpoint, args.policy_type, args, Path(log_dir))
+        probe = _Probe(spec, args.controller_mode)
         try:
             if not _wait(lambda: probe.graph_ready() or _dead_node(processes) is not None,
                          START_TIMEOUT_S) or _dead_node(processes):
@@ -283,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         if not samples:
             tails = '\n'.join(f'--- {name}:\n' + log_path.read_text()[-1500:]
                               for name, (_, log_path) in processes.items())
-            raise CommandError(f'no trial produced a command ({len(probe.chunks)} chunks seen); '
+            raise CommandError(f'no trial produced a command ({len(probe.timings)} chunks timed); '
                                f'node logs:\n{tails}')
 
     overhead = [s['overhead_ms'] for s in samples]
@@ -294,10 +321,10 @@ def run(args: argparse.Namespace) -> int:
                    'chunk for that observation that differs from the held position; overhead = '
                    't_command - t_capture - pure inference time of that chunk (policy act() '
                    'time from /policy/timing). Perception, policy and executor run as separate '
-                   'processes with their config files, wall time, forward_position at '
-                   f'{args.control_rate:g} Hz, so the overhead includes 4 DDS hops, perception '
-                   "encoding, the policy's hand-off to its inference thread and the wait for "
-                   "the executor's next control tick."),
+                   'processes with their config files, wall time, so the overhead includes 4 '
+                   "DDS hops, perception encoding and the policy's hand-off to its inference "
+                   'thread; ' + MODE_NOTES[args.controller_mode].format(rate=args.control_rate)),
+        'controller_mode': args.controller_mode,
         'checkpoint': str(checkpoint),
         'policy_type': args.policy_type,
         'observations': sorted(spec.obs_shapes),
@@ -328,14 +355,13 @@ def _run_trials(probe: _Probe, args: argparse.Namespace,
         probe.new_episode(trial + 1)
         time.sleep(args.settle)
         capture_ns = probe.publish_observation()
-        seen = _wait(lambda: probe.first_command_after_chunk(capture_ns) is not None
-                     and capture_ns in probe.timings, args.trial_timeout)
+        seen = _wait(lambda: probe.first_command(capture_ns) is not None, args.trial_timeout)
         dead = _dead_node(processes)
         if dead:
             raise CommandError(dead)
         if not seen or trial < args.warmup_trials:
             continue
-        _, command_ns = probe.first_command_after_chunk(capture_ns)
+        command_ns = probe.first_command(capture_ns)
         timing = probe.timings[capture_ns]
         inference_ns = timing['inference_ns']
         samples.append({

@@ -179,8 +179,9 @@ def _planning_row(report: dict[str, Any]) -> tuple[str, str, str]:
 
 def _ros_row(report: dict[str, Any]) -> tuple[str, str, str]:
     overhead = report['overhead_ms']
-    return ('ROS overhead: capture to first command minus inference',
-            f'`dp-tt-ros bench ros --trials {report["trials"]}`',
+    mode = report.get('controller_mode', 'forward_position')
+    return (f'ROS overhead ({mode}): capture to first command minus inference',
+            f'`dp-tt-ros bench ros --trials {report["trials"]} --controller-mode {mode}`',
             f'{overhead["median"]:.1f} ms median, {overhead["p99"]:.1f} ms p99 (target ≤ '
             f'{report["target_p99_ms"]:g} ms p99, {_verdict(report["meets_target"])})')
 
@@ -199,6 +200,7 @@ BENCH_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], tuple[str, str, str]]], 
     ('inference_large_t2.json', _inference_row),
     ('planning.json', _planning_row),
     ('ros.json', _ros_row),
+    ('ros_joint_trajectory.json', _ros_row),
     ('executor.json', _executor_row),
 )
 
