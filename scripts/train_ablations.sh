@@ -13,10 +13,12 @@ OUT=models/ablations
   --out "$DATA/avoid.zarr"
 
 train() {  # NAME, then --config overrides on top of the shipped avoid settings
-  local name=$1; shift
-  [[ -f $OUT/$name/model.safetensors ]] && return
-  $CLI train --policy diffusion --data "$DATA/avoid.zarr" --out "$OUT/$name" --steps 3000 \
-    --batch-size 32 --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 --no-progress \
+  local name=$1 resume=(); shift
+  # A finished run has no resume/ folder left; a killed one continues where it stopped.
+  [[ -f $OUT/$name/model.safetensors && ! -d $OUT/$name/resume ]] && return
+  [[ -d $OUT/$name/resume ]] && resume=(--resume)
+  $CLI train --policy diffusion --data "$DATA/avoid.zarr" --out "$OUT/$name" "${resume[@]}" \
+    --steps 3000 --batch-size 32 --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 --no-progress \
     --config obs_keys=joint_pos,object_state horizon=8 n_action_steps=4 unet.down_dims='[64,128]' \
     unet.step_embed_dim=32 noise.prediction_type=sample "$@"
   rm -rf "$OUT/$name/resume"

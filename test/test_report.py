@@ -70,3 +70,20 @@ def test_replace_block_requires_the_markers_once() -> None:
         f'intro\n{report.BEGIN}\nnew\n{report.END}\noutro\n')
     with pytest.raises(ValueError, match='markers'):
         report.replace_block('no markers here', 'x')
+
+
+def test_ablation_section_lists_every_run_and_what_was_skipped(tmp_path: Path) -> None:
+    assert report.ablation_section(tmp_path) == []
+    run = {'label': 'K=4 ddim', 'settings': {'task': 'avoid', 'tags': {'group': 'K'}},
+           'summary': {'episodes': 50,
+                       'success_rate': {'value': 0.5, 'ci_low': 0.4, 'ci_high': 0.6},
+                       'collision_rate': {'value': 0.0, 'ci_low': 0.0, 'ci_high': 0.07}},
+           'inference_probe_ms': {'median': 4.25}}
+    (tmp_path / 'ablations').mkdir()
+    (tmp_path / 'ablations' / 'results.json').write_text(json.dumps(
+        {'runs': [run], 'skipped': ['beta=linear'], 'plots': ['success_vs_k.png']}))
+    lines = report.ablation_section(tmp_path)
+    assert lines[0] == '### Ablations (avoid, 50 episodes per run)'
+    assert '| K | K=4 ddim | 50% [40, 60] | 0% [0, 7] | 4.2 |' in lines
+    assert 'Not run (checkpoint missing): beta=linear.' in lines
+    assert '![success_vs_k.png](results/ablations/success_vs_k.png)' in lines

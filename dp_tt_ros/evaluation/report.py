@@ -29,7 +29,7 @@ from pathlib import Path
 import sys
 from typing import Any, Callable
 
-from dp_tt_ros.evaluation.metrics import markdown_table
+from dp_tt_ros.evaluation.metrics import format_interval, markdown_table
 
 BEGIN = ('<!-- results: generated from results/*.json by `python -m dp_tt_ros.evaluation.report '
          '--readme README.md`; do not edit by hand -->')
@@ -37,6 +37,8 @@ END = '<!-- results: end -->'
 TASKS = ('reach', 'avoid', 'push', 'pick_place')
 POLICIES = ('diffusion', 'transformer', 'bc')
 IMAGE_RUN = 'diffusion_reach_image'
+SAC_RUN = 'sac_reach'  # the online-RL reference
+ABLATIONS = 'ablations'
 # Spec section 7: minimum success of the low-dim Diffusion Policy per task.
 DP_TARGETS = {'reach': 0.95, 'avoid': 0.95, 'push': 0.90, 'pick_place': 0.80}
 IMAGE_DP_TARGET = 0.85
@@ -52,8 +54,9 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _eval_runs(results_dir: Path, models_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Return ``(row label, report)`` in task-then-policy order, image DP last."""
-    names = [f'{policy}_{task}' for task in TASKS for policy in POLICIES] + [IMAGE_RUN]
+    """Return ``(row label, report)`` in task-then-policy order, image DP and SAC last."""
+    names = [f'{policy}_{task}' for task in TASKS for policy in POLICIES] + [IMAGE_RUN,
+                                                                             SAC_RUN]
     runs = []
     for name in names:
         report = _load(results_dir / f'{name}.json')
@@ -215,6 +218,35 @@ def benchmark_table(bench_dir: Path) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def ablation_section(results_dir: Path) -> list[str]:
+    """Headline table and plots of the ablation sweep, if it has been run."""
+    sweep = _load(results_dir / ABLATIONS / 'results.json')
+    if sweep is None:
+        return []
+    runs = sweep['runs']
+    tasks = sorted({run['settings']['task'] for run in runs})
+    episodes = sorted({run['summary']['episodes'] for run in runs})
+    lines = [f'### Ablations ({", ".join(tasks)}, {"/".join(map(str, episodes))} episodes per '
+             'run)', '',
+             f'`scripts/train_ablations.sh` (trains the training-time variants, then runs '
+             f'`dp-tt-ros eval --sweep config/sweeps/ablations.yaml --out results/{ABLATIONS}`); '
+             f'full table in `results/{ABLATIONS}/results.md`.', '',
+             '| group | run | success | episodes with a collision | inference ms per chunk '
+             '(timed during the sweep, not a benchmark) |',
+             '|---|---|---|---|---|']
+    for run in runs:
+        summary = run['summary']
+        probe = run.get('inference_probe_ms') or {}
+        latency = f'{probe["median"]:.1f}' if probe else 'n/a'
+        lines.append(f'| {run["settings"]["tags"].get("group", "")} | {run["label"]} | '
+                     f'{format_interval(summary["success_rate"], "percent")} | '
+                     f'{format_interval(summary["collision_rate"], "percent")} | {latency} |')
+    if sweep['skipped']:
+        lines += ['', 'Not run (checkpoint missing): ' + ', '.join(sweep['skipped']) + '.']
+    lines += ['', ' '.join(f'![{name}](results/{ABLATIONS}/{name})' for name in sweep['plots'])]
+    return lines + ['']
+
+
 def render(results_dir: Path, models_dir: Path) -> str:
     """Render the generated block (markers included) for the README."""
     runs = _eval_runs(results_dir, models_dir)
@@ -237,6 +269,7 @@ def render(results_dir: Path, models_dir: Path) -> str:
         '',
         *target_lines(results_dir),
         '',
+        *ablation_section(results_dir),
         '### Benchmarks',
         '',
         'One 2-core CPU, no GPU. Raw JSON in `results/bench/`.',

@@ -43,6 +43,7 @@ POLICY_CLASSES: dict[str, str] = {
     'diffusion': 'dp_tt_ros.policies.diffusion.modeling:DiffusionPolicy',
     'bc': 'dp_tt_ros.policies.bc.modeling:BCPolicy',
     'transformer': 'dp_tt_ros.policies.transformer.modeling:TrajectoryTransformerPolicy',
+    'sac': 'dp_tt_ros.policies.sac.modeling:SACPolicy',
 }
 
 

@@ -59,7 +59,7 @@ from dp_tt_ros.policies.checkpoint import CheckpointError, CONFIG_FILE, read_con
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS
 
 Item = TypeVar('Item')
-POLICY_TYPES = ('diffusion', 'transformer', 'bc')
+POLICY_TYPES = ('diffusion', 'transformer', 'bc', 'sac')
 
 STAMP_LABEL = 'capture_stamp_ns'
 STEPS_LABEL = 'obs_steps'

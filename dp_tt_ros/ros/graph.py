@@ -33,7 +33,7 @@ import yaml
 from dp_tt_ros.paths import config_dir, models_dir
 from dp_tt_ros.policies.checkpoint import CheckpointError, read_config
 
-POLICY_TYPES = ('diffusion', 'transformer', 'bc')
+POLICY_TYPES = ('diffusion', 'transformer', 'bc', 'sac')
 TASKS = ('reach', 'avoid', 'push', 'pick_place')
 CONTROLLER_MODES = ('forward_position', 'joint_trajectory')
 COMMAND_TOPICS = {

@@ -70,7 +70,8 @@ PERIOD_TOLERANCE = 0.1
 
 PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'checkpoint': ('', 'checkpoint directory; empty = models/<policy_type>_<task>', {}),
-    'policy_type': ('diffusion', 'diffusion, transformer or bc (must match the checkpoint)', {}),
+    'policy_type': ('diffusion', 'diffusion, transformer, bc or sac (must match the checkpoint)',
+                    {}),
     'task': ('reach', 'task of the shipped default checkpoint', {}),
     'device': ('cpu', 'torch device for the encoders: cpu or cuda', {}),
     'rate_hz': (0.0, 'most contexts per second; 0 = one per policy dt of the checkpoint',

@@ -66,7 +66,8 @@ WORKER_POLL_S = 0.1
 
 PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'checkpoint': ('', 'checkpoint directory; empty = models/<policy_type>_<task>', {}),
-    'policy_type': ('diffusion', 'diffusion, transformer or bc (must match the checkpoint)', {}),
+    'policy_type': ('diffusion', 'diffusion, transformer, bc or sac (must match the checkpoint)',
+                    {}),
     'task': ('reach', 'task of the shipped default checkpoint', {}),
     'device': ('cpu', 'torch device for inference: cpu or cuda', {}),
     'torch_threads': (0, 'torch CPU threads for inference; 0 keeps torch\'s default',

@@ -15,9 +15,13 @@
 """
 ``dp-tt-ros train``: train a diffusion, transformer or bc policy on an episode store.
 
+``--policy sac`` trains online instead (stable-baselines3 SAC in the ``--task`` environment, no
+``--data``; see ``dp_tt_ros.policies.sac.training``) and exports its actor as a checkpoint.
+
 Examples::
 
     dp-tt-ros train --policy diffusion --data runs/reach.zarr --out runs/dp_reach --steps 3000
+    dp-tt-ros train --policy sac --task reach --out runs/sac_reach --steps 30000 --seed 0
     dp-tt-ros train --policy diffusion --data D --out O --config unet.down_dims=[64,128] horizon=16
     dp-tt-ros train ... --resume            # continue a killed run from its last checkpoint
     torchrun --nproc_per_node 2 -m dp_tt_ros train ...   # DDP; --batch-size is per process
@@ -37,11 +41,17 @@ from dp_tt_ros.policies.checkpoint import CheckpointError
 from dp_tt_ros.training.state import TrainingStateError
 from dp_tt_ros.training.trainer import POLICY_TYPES, TrainConfig, Trainer, TrainingError
 
+ONLINE_POLICY = 'sac'
+SAC_UNSUPPORTED = ('data', 'weight_decay', 'warmup_steps', 'grad_clip', 'no_ema',
+                   'checkpoint_every', 'eval_every', 'eval_task', 'eval_episodes', 'resume')
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--policy', required=True, choices=POLICY_TYPES,
+    parser.add_argument('--policy', required=True, choices=(*POLICY_TYPES, ONLINE_POLICY),
                         help='policy family to train')
-    parser.add_argument('--data', required=True, help='episode store written by dp-tt-ros collect')
+    parser.add_argument('--data', help='episode store written by dp-tt-ros collect (required '
+                                       'except for sac)')
+    parser.add_argument('--task', help='environment sac trains in, e.g. reach (sac only)')
     parser.add_argument('--out', required=True,
                         help='run folder: final checkpoint, resume state and train_log.jsonl')
     parser.add_argument('--steps', type=int, help='optimizer steps in total (default 5000)')
@@ -145,6 +155,13 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f'--threads must be >= 1, got {args.threads}')
         torch.set_num_threads(args.threads)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.policy == ONLINE_POLICY:
+        return _run_sac(args, device)
+    if args.task is not None:
+        raise CommandError(f'--task is for --policy sac; {args.policy} learns from --data')
+    if args.data is None:
+        raise CommandError(f'--policy {args.policy} needs --data, an episode store written by '
+                           f'dp-tt-ros collect')
     if not Path(args.data).exists():
         raise CommandError(f'--data {args.data} does not exist; record one with '
                            f'dp-tt-ros collect --task reach --episodes 100 --out {args.data}')
@@ -167,4 +184,32 @@ def run(args: argparse.Namespace) -> int:
         print(f'resumed at step {result.resumed_from}')
     print(f'trained {args.policy} for {result.steps} steps in {result.wall_time_s:.1f} s; '
           f'final loss {result.final_loss:.5f}; checkpoint in {result.out_dir}')
+    return 0
+
+
+def _run_sac(args: argparse.Namespace, device: str) -> int:
+    """Online SAC: only the options that mean something for it are accepted."""
+    offline_only = [f'--{name.replace("_", "-")}' for name in SAC_UNSUPPORTED
+                    if getattr(args, name) not in (None, False)]
+    if offline_only:
+        raise CommandError(f'{", ".join(offline_only)}: not for --policy sac (online '
+                           f'RL, no resume); its settings go in --config, e.g. gamma=0.98')
+    if args.task is None:
+        raise CommandError('--policy sac needs --task, the environment it trains in, e.g. reach')
+    from dp_tt_ros.policies.sac.training import SACTrainConfig, split_overrides, train_sac
+    from dp_tt_ros.sim.world import check_task
+    try:
+        check_task(args.task)
+        policy_overrides, train_overrides = split_overrides(parse_config_items(args.config))
+        given = {'steps': args.steps, 'seed': args.seed, 'lr': args.lr,
+                 'batch_size': args.batch_size, 'log_every': args.log_every}
+        train = SACTrainConfig(**{**train_overrides,
+                                  **{k: v for k, v in given.items() if v is not None}})
+        result = train_sac(args.task, args.out, train, policy_overrides, device=device,
+                           progress=not args.no_progress)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    print(f'trained sac on {args.task} for {result.steps} steps ({result.episodes} episodes) '
+          f'in {result.wall_time_s:.1f} s; success over the last episodes '
+          f'{result.recent_success:.0%}; checkpoint in {result.out_dir}')
     return 0
