@@ -87,3 +87,12 @@ def test_ablation_section_lists_every_run_and_what_was_skipped(tmp_path: Path) -
     assert '| K | K=4 ddim | 50% [40, 60] | 0% [0, 7] | 4.2 |' in lines
     assert 'Not run (checkpoint missing): beta=linear.' in lines
     assert '![success_vs_k.png](results/ablations/success_vs_k.png)' in lines
+
+
+def test_modes_section_shows_the_avoid_overlay_once_it_exists(tmp_path: Path) -> None:
+    assert report.modes_section(tmp_path) == []
+    (tmp_path / 'avoid_modes').mkdir()
+    (tmp_path / 'avoid_modes' / 'results.json').write_text(json.dumps(
+        {'runs': [], 'skipped': [], 'plots': ['avoid_trajectories.png']}))
+    assert ('![avoid_trajectories.png](results/avoid_modes/avoid_trajectories.png)'
+            in report.modes_section(tmp_path))

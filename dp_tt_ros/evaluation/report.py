@@ -39,6 +39,7 @@ POLICIES = ('diffusion', 'transformer', 'bc')
 IMAGE_RUN = 'diffusion_reach_image'
 SAC_RUN = 'sac_reach'  # the online-RL reference
 ABLATIONS = 'ablations'
+MODES = 'avoid_modes'
 # Spec section 7: minimum success of the low-dim Diffusion Policy per task.
 DP_TARGETS = {'reach': 0.95, 'avoid': 0.95, 'push': 0.90, 'pick_place': 0.80}
 IMAGE_DP_TARGET = 0.85
@@ -218,6 +219,16 @@ def benchmark_table(bench_dir: Path) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def modes_section(results_dir: Path) -> list[str]:
+    """The avoid trajectory overlay (DP keeps both ways around the obstacle), if it was run."""
+    sweep = _load(results_dir / MODES / 'results.json')
+    if sweep is None:
+        return []
+    return [f'Paths on avoid (`dp-tt-ros eval --sweep config/sweeps/{MODES}.yaml --out '
+            f'results/{MODES}`):', '',
+            ' '.join(f'![{name}](results/{MODES}/{name})' for name in sweep['plots']), '']
+
+
 def ablation_section(results_dir: Path) -> list[str]:
     """Headline table and plots of the ablation sweep, if it has been run."""
     sweep = _load(results_dir / ABLATIONS / 'results.json')
@@ -265,6 +276,7 @@ def render(results_dir: Path, models_dir: Path) -> str:
         '',
         markdown_table([(label, report['summary']) for label, report in runs]).rstrip(),
         '',
+        *modes_section(results_dir),
         'Against the learning targets of spec section 7:',
         '',
         *target_lines(results_dir),
