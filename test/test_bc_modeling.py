@@ -113,3 +113,14 @@ def test_bc_regresses_bimodal_demonstrations_to_their_mean():
     mean_of_modes = chunks.mean(axis=0)
     assert np.abs(chunk[0] - mean_of_modes).max() < 0.1
     assert np.abs(chunk).max() < 0.3
+
+
+def test_chunks_stay_inside_the_demonstrated_action_range():
+    policy = make_policy()
+    with torch.no_grad():
+        policy.head[-1].bias.fill_(5.0)  # a head that overshoots every demonstration
+    chunk = policy.act(policy.encode_observations(observation()), np.zeros((2, 3), np.float32))
+    low = policy.normalizer.unnormalize('action', -torch.ones(8)).numpy()
+    high = policy.normalizer.unnormalize('action', torch.ones(8)).numpy()
+    assert np.all(chunk >= low - 1e-5) and np.all(chunk <= high + 1e-5)
+    np.testing.assert_allclose(chunk[0, 0], high, atol=1e-5)

@@ -126,3 +126,35 @@ def test_out_of_range_options_are_rejected(tmp_path, capsys, flag, value):
         args.append('--image')
     assert collect(*args) == 2
     assert value in capsys.readouterr().err
+
+
+def test_takeover_stores_only_the_experts_recovery_from_where_the_policy_left(tmp_path):
+    from dp_tt_ros import paths
+    from dp_tt_ros.sim.tasks import make_env
+    checkpoint = paths.models_dir() / 'bc_reach'
+    assert checkpoint.is_dir(), f'the shipped checkpoint {checkpoint} is missing'
+    plain, taken = tmp_path / 'plain.zarr', tmp_path / 'taken.zarr'
+    assert collect('--task', 'reach', '--episodes', '2', '--seed', '3', '--out', str(plain)) == 0
+    assert collect('--task', 'reach', '--episodes', '2', '--seed', '3', '--out', str(taken),
+                   '--takeover', str(checkpoint), '--takeover-steps', '3') == 0
+    store = EpisodeStore.open(taken)
+    assert store.n_episodes == 2 and store.episode_meta('episode_success').all()
+    env = make_env('reach')
+    try:
+        for index, seed in enumerate(store.episode_meta('episode_seed')):
+            start = env.reset(seed=int(seed))[0]['joint_pos']
+            first = store.get_episode(index)['joint_pos'][0]
+            assert np.abs(first - start).max() > 1e-3, 'the policy moved the arm first'
+    finally:
+        env.close()
+    assert store.n_steps < EpisodeStore.open(plain).n_steps
+
+
+def test_takeover_options_are_checked(tmp_path, capsys):
+    out = str(tmp_path / 's.zarr')
+    assert collect('--task', 'reach', '--episodes', '1', '--out', out,
+                   '--takeover-steps', '3') == 2
+    assert '--takeover-steps needs --takeover' in capsys.readouterr().err
+    assert collect('--task', 'reach', '--episodes', '1', '--out', out,
+                   '--takeover', str(tmp_path / 'missing')) == 2
+    assert '--takeover' in capsys.readouterr().err

@@ -122,3 +122,47 @@ def test_bad_use_is_reported():
         make_expert('juggle')
     with pytest.raises(RuntimeError, match='reset'):
         make_expert('reach').act({})
+
+
+def test_push_expert_takes_over_with_the_hand_down_off_the_push_line():
+    env = make_env('push')
+    try:
+        obs, _ = env.reset(seed=2)
+        cube = obs['object_state'][:3].astype(float)
+        beside = cube + np.array([0.0, 0.0, 0.005])
+        beside[:2] += 0.06 * np.array([-obs['goal'][1] + cube[1], obs['goal'][0] - cube[0]]) / \
+            np.linalg.norm(obs['goal'][:2] - cube[:2])
+        for _ in range(15):  # a policy's mistake: the closed hand down beside the cube
+            obs, *_ = env.step(np.append(env.world.inverse_kinematics(beside), 0.0))
+        assert env.world.ee_position()[2] < 0.05
+        expert = make_expert('push', seed=2)
+        expert.reset(env)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert.act(obs))
+            done = terminated or truncated
+        assert info['success']
+    finally:
+        env.close()
+
+
+def test_pick_place_expert_taking_over_a_carry_keeps_hold_of_the_cube():
+    env = make_env('pick_place')
+    try:
+        obs, _ = env.reset(seed=0)
+        expert = make_expert('pick_place', seed=0)
+        expert.reset(env)
+        while obs['object_state'][2] < 0.06:  # until the cube is lifted
+            obs, *_ = env.step(expert.act(obs))
+        successor = make_expert('pick_place', seed=0)
+        successor.reset(env)
+        done = False
+        while not done:
+            action = successor.act(obs)
+            if not done and obs['object_state'][2] > 0.06:
+                assert action[7] == 0.0, 'the gripper stays closed while carrying'
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        assert info['success']
+    finally:
+        env.close()

@@ -220,7 +220,7 @@ def benchmark_table(bench_dir: Path) -> str:
 
 
 def modes_section(results_dir: Path) -> list[str]:
-    """The avoid trajectory overlay (DP keeps both ways around the obstacle), if it was run."""
+    """Show the avoid path overlay (DP keeps both ways around the obstacle), if it was run."""
     sweep = _load(results_dir / MODES / 'results.json')
     if sweep is None:
         return []

@@ -167,7 +167,11 @@ class PushExpert(Expert):
     slipped = 0.015
 
     def _reset_plan(self) -> None:
-        self._phase = 'approach'
+        # Taking over with the hand already down (from a policy, mid-episode): keep pushing if
+        # it sits on the push line, else the push check below lifts it clear first instead of
+        # sweeping it through the cube on the way to the approach point.
+        low = self._point[2] < self.travel_height - 0.03
+        self._phase = 'push' if low else 'approach'
 
     def _waypoint(self, obs: dict[str, np.ndarray]) -> Waypoint:
         cube = obs['object_state'][:2].astype(float)
@@ -216,6 +220,19 @@ class PickPlaceExpert(Expert):
         self._phase = 'above_cube'
         self._hold_steps = 0
         self._grip_offset = np.zeros(2)
+        if self._holding():  # taking over a carry mid-episode: go on with it, don't drop it
+            cube = self.world.scene.object_state()[:2]
+            self._grip_offset = cube - self.world.ee_position()[:2]
+            self._phase = 'lift'
+
+    def _holding(self) -> bool:
+        """Whether both fingers touch the red cube, which is off the table."""
+        world = self.world
+        cube = world.scene.cube
+        touching = {contact[3] for contact in world.client.getContactPoints(
+            bodyA=world.robot, bodyB=cube)}
+        lifted = world.scene.object_state()[2] > self.cube_half + 0.005
+        return lifted and set(world.finger_indices) <= touching
 
     def _waypoint(self, obs: dict[str, np.ndarray]) -> Waypoint:
         state = obs['object_state'].astype(float)

@@ -105,7 +105,9 @@ class BCPolicy(Policy):
                     raise ValueError(f'goal has shape {tuple(goal_t.shape)}; expected '
                                      f'({context_t.shape[0]}, {self.spec.goal_dim})')
                 goal_t = self.normalizer.normalize('goal', goal_t)
-            chunk = self.predict_normalized(context_t, goal_t)
+            # Like DP's clipped samples, stay inside the demonstrated action range: a regression
+            # overshooting it (gripper wider than fully open) gets whole chunks rejected.
+            chunk = self.predict_normalized(context_t, goal_t).clamp(-1.0, 1.0)
             return self.normalizer.unnormalize('action', chunk).cpu().numpy()
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
