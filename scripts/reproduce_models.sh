@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the shipped checkpoints in models/ from scratch: scripted-expert demos, then training.
-# Usage: scripts/reproduce_models.sh [TASK ...] [-- POLICY ...]   (default: every task, DP and BC)
+# Usage: scripts/reproduce_models.sh [TASK ...] [-- POLICY ...]
+#   (default: every task; DP, BC, and SAC on reach, the only task SAC ships for)
 # Demos use seeds from 1000 on, so evaluation seeds 0..999 are scenes no policy was trained on.
+# push and pick_place DP/BC also learn from recovery demos: a first DP drives each episode for a
+# random number of steps, then the expert takes over and only its part is stored (collect
+# --takeover). Clean demos alone never show how to recover from a policy's own mistakes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=.venv/bin/dp-tt-ros
@@ -12,11 +16,17 @@ while (($#)); do
   tasks+=("$1"); shift
 done
 ((${#tasks[@]})) || tasks=(reach avoid push pick_place)
-# transformer is opt-in (`-- transformer`): no TT checkpoint ships yet (see the README results).
-((${#policies[@]})) || policies=(diffusion bc)
+# transformer is opt-in (`-- transformer`): TT checkpoints ship for reach and avoid only.
+((${#policies[@]})) || policies=(diffusion bc sac)
 
 obs_keys() {  # reach needs only the arm and the goal; other tasks also see their objects
   if [[ $1 == reach ]]; then echo joint_pos; else echo joint_pos,object_state; fi
+}
+
+recovers() { [[ $1 == push || $1 == pick_place ]]; }
+
+demos() {  # the store DP and BC train on
+  if recovers "$1"; then echo "$DATA/${1}_takeover.zarr"; else echo "$DATA/$1.zarr"; fi
 }
 
 collect() {  # clean demos for DP/BC; TT also gets noisy demos (failures kept) for a spread of returns
@@ -28,31 +38,71 @@ collect() {  # clean demos for DP/BC; TT also gets noisy demos (failures kept) f
     $CLI collect --task "$task" --episodes 100 --noise 0.04 --keep-failures \
       --out "$DATA/${task}_mixed.zarr"
   fi
+  recovers "$task" || return 0
+  # Round 0 is the plain recipe's DP. push first gets 1000 noisier demos (its round 0 learns
+  # them with the longer schedule); pick_place keeps its 200 precise ones (noise 0.02 made its
+  # expert slow and sloppy, and the DP trained on that reached only 48 %).
+  local base=$DATA/$task.zarr noise=0.01 episodes=400 round0=(3000 32)
+  if [[ $task == push ]]; then
+    base=$DATA/push_expert.zarr noise=0.02 episodes=1000 round0=(5000 64)
+    [[ -d $base ]] || $CLI collect --task push --episodes 1000 --noise 0.02 --seed 1000 \
+      --out "$base"
+  fi
+  if [[ ! -d $DATA/${task}_takeover.zarr ]]; then
+    train diffusion "$task" "$base" "$DATA/diffusion_${task}_round0" "${round0[@]}"
+    rm -rf "$DATA/${task}_takeover.part.zarr"
+    cp -r "$base" "$DATA/${task}_takeover.part.zarr"
+    $CLI collect --task "$task" --episodes $episodes --noise $noise --seed 2000 \
+      --takeover "$DATA/diffusion_${task}_round0" --out "$DATA/${task}_takeover.part.zarr"
+    mv "$DATA/${task}_takeover.part.zarr" "$DATA/${task}_takeover.zarr"
+  fi
 }
 
-train() {
-  local policy=$1 task=$2 keys; keys=$(obs_keys "$task")
-  local dims='[64,128]' steps=3000
+collect_tt() {  # TT classifies actions into bins and needs more demos: the mixed ones + clean ones
+  local task=$1 extra=800
+  [[ $task == reach ]] || extra=400
+  if [[ ! -d $DATA/${task}_tt.zarr ]]; then
+    cp -r "$DATA/${task}_mixed.zarr" "$DATA/${task}_tt.zarr"
+    $CLI collect --task "$task" --episodes $extra --noise 0.01 --out "$DATA/${task}_tt.zarr"
+  fi
+}
+
+train() {  # POLICY TASK STORE OUT [STEPS BATCH]
+  local policy=$1 task=$2 data=$3 out=$4 keys; keys=$(obs_keys "$task")
+  local dims='[64,128]' steps=3000 batch=32
   [[ $task == reach ]] && { dims='[32,64]'; steps=2000; }
+  if [[ $policy != transformer ]] && recovers "$task"; then steps=5000; batch=64; fi
+  steps=${5:-$steps}; batch=${6:-$batch}
   case $policy in
     diffusion)
-      $CLI train --policy diffusion --data "$DATA/$task.zarr" --out "models/diffusion_$task" \
-        --steps $steps --batch-size 32 --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 \
+      $CLI train --policy diffusion --data "$data" --out "$out" \
+        --steps $steps --batch-size $batch --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 \
         --no-progress --config obs_keys="$keys" horizon=8 n_action_steps=4 \
         unet.down_dims="$dims" unet.step_embed_dim=32 noise.prediction_type=sample ;;
     bc)
-      $CLI train --policy bc --data "$DATA/$task.zarr" --out "models/bc_$task" \
-        --steps $steps --batch-size 32 --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 \
+      $CLI train --policy bc --data "$data" --out "$out" \
+        --steps $steps --batch-size $batch --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 \
         --no-progress --config obs_keys="$keys" horizon=8 n_action_steps=4 ;;
-    transformer)
-      $CLI train --policy transformer --data "$DATA/${task}_mixed.zarr" \
-        --out "models/transformer_$task" --steps $steps --batch-size 32 --threads 1 --seed 0 \
-        --no-progress ;;
+    transformer)  # small GPT that replans every step; actions and goal relative to the arm
+      collect_tt "$task"
+      steps=2500; [[ $task == reach ]] && steps=5000
+      $CLI train --policy transformer --data "$DATA/${task}_tt.zarr" --out "$out" \
+        --steps $steps --batch-size 32 --threads 1 --seed 0 --no-progress \
+        --config obs_keys="$keys" horizon=4 n_action_steps=1 n_layer=3 n_embd=64 \
+        window_transitions=5 relative_actions=true relative_goal=true strategy=quantile \
+        planning.mode=likelihood planning.beam_width=4 planning.n_expand=2 ;;
+    sac)  # online RL in the task's env (training scenes seeded from 1000 + --seed); no demos
+      $CLI train --policy sac --task "$task" --out "$out" --steps 40000 --seed 0 --threads 1 \
+        --batch-size 128 --lr 1e-3 --no-progress \
+        --config 'net_arch=[128,128]' 'critic_arch=[128,128]' gamma=0.95 ;;
   esac
-  rm -rf "models/${policy}_$task/resume"
+  rm -rf "$out/resume"
 }
 
 for task in "${tasks[@]}"; do
   collect "$task"
-  for policy in "${policies[@]}"; do train "$policy" "$task"; done
+  for policy in "${policies[@]}"; do
+    [[ $policy == sac && $task != reach ]] && continue
+    train "$policy" "$task" "$(demos "$task")" "models/${policy}_$task"
+  done
 done

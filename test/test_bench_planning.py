@@ -42,7 +42,8 @@ def test_bench_planning_writes_cached_and_reference_timings(tmp_path: Path) -> N
     for row in settings.values():
         assert row['cached_ms']['n'] == 2 and row['reference_ms']['n'] == 1
         assert row['speedup_median'] > 0
-        assert row['sequential_token_steps'] == 2 * 21 - 11
+        # 7 decoded action dims + reward + value per step; 7 state dims (not gripper, goal).
+        assert row['sequential_token_steps'] == 2 * (7 + 2) + 7
     assert 'default' not in result
 
 

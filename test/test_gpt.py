@@ -131,6 +131,26 @@ def test_training_backpropagates_through_every_head() -> None:
     assert torch.all(model.head_weight.grad.abs().sum(dim=(1, 2)) > 0)
 
 
+def test_bins_of_one_dimension_are_embedded_along_their_rank() -> None:
+    model = make_model()
+    with torch.no_grad():
+        model.tok_emb.weight.zero_()
+        model.pos_emb.zero_()
+    dim = 2
+    bins = torch.zeros(1, N_BINS, dtype=torch.long)
+    x = torch.stack([model.embed(bins.index_fill(1, torch.tensor([1 + dim]), b))[0, 1 + dim]
+                     for b in range(N_BINS)])
+    steps = x[1:] - x[:-1]
+    expected = (2.0 / (N_BINS - 1)) * model.rank_emb[dim]
+    assert torch.allclose(steps, expected.expand_as(steps), atol=1e-6)
+    assert torch.allclose(x[0], -model.rank_emb[dim])
+    assert torch.allclose(x[-1], model.rank_emb[dim])
+    null = torch.full((1, 1), N_BINS)
+    assert torch.equal(model.embed(null), torch.zeros(1, 1, model.config.n_embd))
+    assert 'rank_emb' not in dict(TrajectoryGPT(GPTConfig(
+        n_bins=4, transition_dim=3, block_size=12, ordinal_embedding=False)).named_parameters())
+
+
 def test_config_validation_names_the_bad_value() -> None:
     with pytest.raises(ValueError, match='multiple of n_head'):
         GPTConfig(n_bins=4, transition_dim=3, block_size=12, n_head=3, n_embd=16)

@@ -81,6 +81,64 @@ def test_cached_logits_equal_a_full_reforward_over_a_plan_with_window_slides(mod
     assert cached.score == pytest.approx(uncached.score, abs=1e-6)
 
 
+@pytest.mark.parametrize('mode', ['value', 'likelihood'])
+def test_known_tokens_skip_model_calls_and_keep_the_cache_exact(mode: str) -> None:
+    state_dim, action_dim = 3, 3
+    reference = make_planner(state_dim, action_dim, n_bins=6, block_transitions=3)
+    table = np.random.default_rng(0).normal(size=(500, state_dim + action_dim + 3))
+    table[:, 1] = 0.04
+    table[:, state_dim + 2] = -1.0
+    tokenizer = Discretizer(table.shape[1], 6).fit(table)
+    planner = BeamPlanner(reference.model, tokenizer, state_dim, action_dim,
+                          fixed_state_dims=[2])
+    horizon = 5
+    options = PlanningOptions(mode=mode, beam_width=4, n_expand=3, planning_horizon=horizon,
+                              cdf=None)
+    trace: list[TraceEntry] = []
+    state = np.array([0.3, 0.04, -0.7])
+    plan = planner.plan(state, options, trace=trace)
+    assert len(trace) == horizon * (action_dim - 1 + 2) + (horizon - 1) * (state_dim - 2)
+    assert planner.model_calls(horizon) == len(trace)
+    assert planner.model_calls(horizon, constrained=True) == len(trace) + horizon
+    assert any(entry.prefilled for entry in trace[1:]), 'the window should slide'
+    with torch.no_grad():
+        for entry in trace:
+            assert torch.allclose(entry.logits, planner.model(entry.window)[:, -1], atol=1e-5)
+    final = trace[-1].window
+    state_tokens = tokenizer.encode(state, slice(0, state_dim))
+    transition = state_dim + action_dim + 2
+    for start in range(1, final.shape[1] - state_dim, transition):
+        assert torch.all(final[:, start + 1] == tokenizer.constant_tokens[1])
+        assert torch.all(final[:, start + 2] == state_tokens[2])
+        assert torch.all(final[:, start + state_dim + 2] == tokenizer.constant_tokens[5])
+    np.testing.assert_allclose(plan.actions[:, 2], -1.0, atol=1e-5)
+    constrained = planner.plan(state, options,
+                               constraints=[JointLimitConstraint([-9.0] * 3, [9.0] * 3)])
+    np.testing.assert_allclose(constrained.actions[:, 2], -1.0, atol=1e-5)
+
+
+def test_relative_actions_add_the_joint_positions_of_their_state() -> None:
+    planner = make_planner(state_dim=2, action_dim=2, n_bins=6, block_transitions=3)
+    relative = BeamPlanner(planner.model, planner.tokenizer, 2, 2, action_offset_dims=[1, 0])
+    options = PlanningOptions(mode='likelihood', beam_width=1, n_expand=1, planning_horizon=3)
+    state = np.array([0.25, -2.0])
+    trace: list[TraceEntry] = []
+    plan = relative.plan(state, options, trace=trace)
+    absolute = planner.plan(state, options)
+    np.testing.assert_array_equal(plan.action_tokens, absolute.action_tokens)
+    offsets = [state[[1, 0]]]
+    tokens = trace[-1].window[0]
+    for step in (1, 2):
+        start = 1 + step * 6
+        decoded = planner.tokenizer.decode(tokens[start:start + 2], slice(0, 2)).numpy()
+        offsets.append(decoded[[1, 0]])
+    np.testing.assert_allclose(plan.actions, absolute.actions + np.stack(offsets))
+    limits = JointLimitConstraint([-1.0, -3.0], [1.0, -1.5])
+    bounded = relative.plan(state, options.updated(mode='value', beam_width=4, n_expand=2),
+                            constraints=[limits])
+    assert np.all(bounded.actions >= [-1.0, -3.0]) and np.all(bounded.actions <= [1.0, -1.5])
+
+
 def test_return_conditioning_token_moves_with_the_window() -> None:
     planner = make_planner(state_dim=2, action_dim=2, n_bins=6, block_transitions=3)
     options = PlanningOptions(mode='return', beam_width=2, n_expand=2, planning_horizon=6,
@@ -120,7 +178,7 @@ def sequence_log_likelihood(planner: BeamPlanner, state_tokens: list[int],
 
 
 def test_exhaustive_beam_search_returns_the_most_likely_sequence() -> None:
-    planner = make_planner(state_dim=1, action_dim=2, n_bins=4, block_transitions=3, seed=3,
+    planner = make_planner(state_dim=1, action_dim=2, n_bins=4, block_transitions=3, seed=14,
                            weight_scale=8.0)
     horizon = 2
     state = np.array([0.3])
@@ -136,7 +194,7 @@ def test_exhaustive_beam_search_returns_the_most_likely_sequence() -> None:
     greedy = planner.plan(state, exhaustive.updated(beam_width=1, n_expand=1))
     greedy_combo = tuple(greedy.action_tokens.reshape(-1).tolist())
     assert greedy.score == pytest.approx(scores[greedy_combo], abs=1e-4)
-    assert greedy.score < plan.score, 'seed 3 makes greedy decoding suboptimal'
+    assert greedy.score < plan.score, 'seed 14 makes greedy decoding suboptimal'
     decoded = planner.tokenizer.decode(torch.tensor(plan.action_tokens), slice(1, 3)).numpy()
     np.testing.assert_allclose(plan.actions, decoded)
 
@@ -225,9 +283,9 @@ def test_reach_goal_constraint_ends_the_plan_at_the_goal() -> None:
     options = PlanningOptions(mode='likelihood', beam_width=64, n_expand=10,
                               planning_horizon=2)
     free = planner.plan(np.zeros(2), options, goal=goal)
-    assert np.linalg.norm(kinematics.tool_positions(free.actions[-1:])[0] - goal) > 0.4
-    plan = planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.4)], goal=goal)
-    assert np.linalg.norm(kinematics.tool_positions(plan.actions[-1:])[0] - goal) <= 0.4
+    assert np.linalg.norm(kinematics.tool_positions(free.actions[-1:])[0] - goal) > 0.25
+    plan = planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.25)], goal=goal)
+    assert np.linalg.norm(kinematics.tool_positions(plan.actions[-1:])[0] - goal) <= 0.25
     with pytest.raises(PlanningError, match='violates a constraint'):
         planner.plan(np.zeros(2), options, constraints=[ReachGoalConstraint(0.05)],
                      goal=np.array([3.0, 0.0, 0.0]))

@@ -27,7 +27,9 @@ from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
 from dp_tt_ros.policies.transformer.dataset import discounted_values
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
-from dp_tt_ros.policies.transformer.planner import JointLimitConstraint
+from dp_tt_ros.policies.transformer.planner import (JointLimitConstraint, PandaKinematics,
+                                                    TraceEntry)
+from dp_tt_ros.robot import POSITION_LOWER, POSITION_UPPER
 from dp_tt_ros.sim.tasks import make_env
 
 TINY = {'n_layer': 1, 'n_head': 2, 'n_embd': 16, 'n_bins': 12, 'window_transitions': 3,
@@ -97,6 +99,53 @@ def test_dataset_windows_hold_the_return_token_and_mask_padding() -> None:
     _, returns = discounted_values(data['reward'], data['episode_ends'], 0.99)
     assert int(batch['bins'][0, 0]) == int(policy.tokenizer.encode(returns[:1, None],
                                                                    slice(23, 24))[0, 0])
+
+
+def test_relative_actions_are_offsets_from_the_joint_positions() -> None:
+    policy = tiny_policy(relative_actions=True).eval()
+    data = reach_like_data()
+    assert policy.action_offset_dims == list(range(8))
+    body = policy.make_dataset(data).get_batch([0])['bins'][0, 1:].view(3, -1)
+    offsets = data['action'][:3] - data['joint_pos'][:3]
+    assert torch.equal(body[:, 13:21], policy.tokenizer.encode(offsets, slice(13, 21)))
+    obs = {key: data[key][None, :1] for key in ('joint_pos', 'object_state')}
+    plan = policy.plan(policy.encode_observations(obs), data['goal'][:1])[0]
+    first = policy.tokenizer.decode(torch.as_tensor(plan.action_tokens[0]), slice(13, 21))
+    np.testing.assert_allclose(plan.actions[0], data['joint_pos'][0] + first.numpy(), atol=1e-6)
+    chunk = policy.act(policy.encode_observations(obs), data['goal'][:1])[0]
+    np.testing.assert_allclose(chunk, np.clip(plan.actions, POSITION_LOWER, POSITION_UPPER),
+                               atol=1e-6)
+    assert np.any(plan.actions[:, 3] > POSITION_UPPER[3]), 'the data leaves the Panda limits'
+    with pytest.raises(ValueError, match="relative_goal need a 'joint_pos'"):
+        spec = PolicySpec(policy_type='transformer', obs_shapes={'object_state': [2]},
+                          goal_dim=3, horizon=3, n_action_steps=2, n_obs_steps=1)
+        TrajectoryTransformerPolicy(spec, relative_actions=True)
+
+
+def test_relative_goal_is_the_goal_seen_from_the_tool() -> None:
+    policy = tiny_policy(relative_goal=True).eval()
+    data = reach_like_data()
+    body = policy.make_dataset(data).get_batch([0])['bins'][0, 1:].view(3, -1)
+    offset = data['goal'][:3] - PandaKinematics().tool_positions(data['joint_pos'][:3])
+    assert torch.equal(body[:, 10:13], policy.tokenizer.encode(offset, slice(10, 13)))
+    assert policy.static_state_dims == [], 'the offset changes as the arm moves'
+    trace: list[TraceEntry] = []
+    obs = {key: data[key][None, :1] for key in ('joint_pos', 'object_state')}
+    state = np.concatenate([data['joint_pos'][0], data['object_state'][0], offset[0]])
+    policy.planner.plan(state, policy.options, trace=trace)
+    policy.plan(policy.encode_observations(obs), data['goal'][:1])
+    assert torch.equal(trace[0].window[0, 1:14], policy.tokenizer.encode(state, slice(0, 13)))
+    with pytest.raises(ValueError, match='relative_goal needs a 3-d goal'):
+        spec = PolicySpec(policy_type='transformer', obs_shapes={'joint_pos': [8]}, goal_dim=2)
+        TrajectoryTransformerPolicy(spec, relative_goal=True)
+
+
+def test_state_dims_that_never_change_within_an_episode_are_static(tmp_path: Path) -> None:
+    policy = tiny_policy()
+    assert policy.static_state_dims == [10, 11, 12], 'only the goal is constant per episode'
+    assert policy.planner.fixed_state_dims == {10, 11, 12}
+    save_checkpoint(policy, tmp_path / 'tt')
+    assert load_policy(tmp_path / 'tt').static_state_dims == [10, 11, 12]
 
 
 def test_training_lowers_the_loss() -> None:

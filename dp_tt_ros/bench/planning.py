@@ -21,10 +21,12 @@ preallocated per-layer KV cache (reordered with the beams), ``reference`` re-run
 window for every token, as trajectory-transformer's planner does. Timings alternate between the
 two so load from other processes hits both alike; medians and their ratio come from one run.
 
-Without ``--checkpoint`` the model has reach-task dimensions (state = 8 joints + 9 object values
-+ 3 goal values, 8-d actions) and the default architecture with freshly initialised weights, its
-tokenizer fitted on random data: planning cost does not depend on the weight values. The
-achieved replanning rate is stated against the 10 Hz control rate of the tasks.
+Without ``--checkpoint`` the model has reach-task dimensions (state = 8 joints + 3 goal values by
+default, 8-d actions, the gripper constant as in reach demos) and the default architecture with
+freshly initialised weights, its tokenizer fitted on random data: planning cost does not depend on
+the weight values. ``sequential_token_steps`` counts the model calls of one plan: tokens the
+planner knows (constant dims, the goal) join the next call. The achieved replanning rate is
+stated against the 10 Hz control rate of the tasks.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--horizons', type=int, nargs='+', default=[4, 8],
                         help='planning horizons in transitions (default: 4 8)')
     parser.add_argument('--n-expand', type=int, default=PlanningOptions.n_expand)
-    parser.add_argument('--mode', choices=('value', 'likelihood', 'return'), default='value')
+    parser.add_argument('--mode', choices=('value', 'likelihood', 'return'),
+                        default=PlanningOptions.mode,
+                        help=f'planning mode (default {PlanningOptions.mode})')
     parser.add_argument('--repeats', type=int, default=5,
                         help='timed cached plans per setting (default 5)')
     parser.add_argument('--reference-repeats', type=int, default=1,
@@ -66,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='skip the default beam width and horizon (quick runs)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1)')
-    parser.add_argument('--state-dim', type=int, default=20,
-                        help='state width of the fresh model (default 20, the reach task)')
+    parser.add_argument('--state-dim', type=int, default=11,
+                        help='state width of the fresh model (default 11: joints + goal, as the '
+                             'reach checkpoint sees)')
     for name in ('n_layer', 'n_head', 'n_embd', 'n_bins', 'window_transitions'):
         parser.add_argument(f'--{name.replace("_", "-")}', type=int,
                             default=MODEL_DEFAULTS[name],
@@ -88,8 +93,12 @@ def fresh_policy(args: argparse.Namespace) -> TrajectoryTransformerPolicy:
     rows = 2000
     data: dict[str, np.ndarray] = {key: rng.uniform(-1, 1, (rows, shape[0]))
                                    for key, shape in obs_shapes.items()}
-    data.update(goal=rng.uniform(-1, 1, (rows, goal_dim)), action=rng.uniform(-1, 1, (rows, 8)),
-                reward=-rng.uniform(0, 1, rows), episode_ends=np.arange(50, rows + 1, 50))
+    length = 50
+    # As in reach demos: one goal per episode, and the gripper stays open (constant dims).
+    goals = np.repeat(rng.uniform(-1, 1, (rows // length, goal_dim)), length, axis=0)
+    data.update(goal=goals, action=rng.uniform(-1, 1, (rows, 8)),
+                reward=-rng.uniform(0, 1, rows), episode_ends=np.arange(length, rows + 1, length))
+    data['joint_pos'][:, 7] = data['action'][:, 7] = 0.04
     try:
         return TrajectoryTransformerPolicy.build(
             data, spec, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
@@ -167,7 +176,7 @@ def time_setting(planner: Any, state: np.ndarray, options: PlanningOptions,
         if repeat < args.reference_repeats:
             reference.append(_timed_ms(planner, state, reference_options))
             bar.update(1)
-    tokens = options.planning_horizon * planner.transition_dim - planner.state_dim
+    tokens = planner.model_calls(options.planning_horizon)
     row: dict[str, Any] = {
         'beam_width': options.beam_width,
         'planning_horizon': options.planning_horizon,

@@ -20,23 +20,29 @@ from typing import Any, Mapping
 
 from dp_tt_ros.policies.transformer.tokenizer import STRATEGIES
 
-# Architecture and loss defaults follow trajectory-transformer's offline config (4 layers,
-# 4 heads, 128 wide, 100 bins, action loss weight 5); the window holds 10 transitions.
+# Loss defaults follow trajectory-transformer's offline config (100 bins, action loss weight 5).
+# The GPT is smaller than its 4 layers x 128 wide, and the window holds 5 transitions: the shipped
+# reach and avoid models have this size, which plans within one 10 Hz control period.
 MODEL_DEFAULTS: dict[str, Any] = {
     'n_bins': 100,
     'strategy': 'uniform',
-    'window_transitions': 10,
-    'n_layer': 4,
+    'window_transitions': 5,
+    'n_layer': 3,
     'n_head': 4,
-    'n_embd': 128,
+    'n_embd': 64,
     'dropout': 0.1,
     'discount': 0.99,
     'action_weight': 5.0,
     'reward_weight': 1.0,
     'value_weight': 1.0,
     'condition_dropout': 0.25,
+    'relative_actions': False,
+    'relative_goal': False,
+    'ordinal_embedding': True,
 }
 GOAL_KEY = 'goal'
+# With ``relative_actions`` the action tokens encode joint targets minus this key's values.
+JOINT_KEY = 'joint_pos'
 
 
 def model_settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,6 +65,9 @@ def model_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     for name in ('dropout', 'condition_dropout'):
         if not 0.0 <= settings[name] < 1.0:
             raise ValueError(f'{name} must lie in [0, 1), got {settings[name]!r}')
+    for name in ('relative_actions', 'relative_goal', 'ordinal_embedding'):
+        if not isinstance(settings[name], bool):
+            raise ValueError(f'{name} must be true or false, got {settings[name]!r}')
     for name in ('action_weight', 'reward_weight', 'value_weight'):
         if settings[name] < 0:
             raise ValueError(f'{name} must be >= 0, got {settings[name]!r}')

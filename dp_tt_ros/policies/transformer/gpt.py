@@ -22,6 +22,11 @@ conditioning token ``c`` (or the null token for unconditioned use), then whole t
 keys, in training and in decoding alike, because a value summarises the future the model is
 asked to predict.
 
+Besides its own embedding, every token adds its dimension's learned direction scaled by the
+token's rank among that dimension's bins (in [-1, 1]). Bins are ordered values, and without this
+the model would have to learn from data alone that neighbouring bins mean nearly the same state,
+for every bin of every dimension; with few demonstrations it generalises poorly between them.
+
 The cache preallocates keys and values for the whole block. Positions are absolute within the
 window, so when a planner's window slides the cache must be rebuilt from the new window
 (``prefill``); appending past the block is refused rather than silently drifting.
@@ -49,6 +54,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.1
+    ordinal_embedding: bool = True
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -153,6 +159,8 @@ class TrajectoryGPT(nn.Module):
         self.config = config
         n_bins, dims = config.n_bins, config.transition_dim
         self.tok_emb = nn.Embedding((dims + 1) * n_bins + 1, config.n_embd)
+        self.rank_emb = (nn.Parameter(torch.zeros(dims + 1, config.n_embd))
+                         if config.ordinal_embedding else None)
         self.pos_emb = nn.Parameter(torch.zeros(config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
@@ -165,6 +173,7 @@ class TrajectoryGPT(nn.Module):
         is_value = (positions >= 1) & ((positions - 1) % dims == dims - 1)
         causal = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer('token_offsets', offsets, persistent=False)
+        self.register_buffer('token_dims', offsets // n_bins, persistent=False)
         allowed = causal & ~is_value[None, :]
         # An additive -inf bias is the fastest mask form for CPU attention with one query.
         bias = torch.zeros(allowed.shape).masked_fill(~allowed, -math.inf)
@@ -173,6 +182,8 @@ class TrajectoryGPT(nn.Module):
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.head_weight, std=0.02)
+        if self.rank_emb is not None:
+            nn.init.normal_(self.rank_emb, std=0.02)
         for name, parameter in self.named_parameters():
             if name.endswith('proj.weight') or name.endswith('mlp.2.weight'):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -203,8 +214,7 @@ class TrajectoryGPT(nn.Module):
         if cache is not None and (start > cache.length or cache.batch != batch):
             raise ValueError(f'cache holds {cache.length} positions for {cache.batch} beams; '
                              f'cannot write positions from {start} for {batch} beams')
-        ids = bins + self.token_offsets[start:end]
-        x = self.drop(self.tok_emb(ids) + self.pos_emb[start:end])
+        x = self.drop(self.embed(bins, start))
         bias = self.attn_bias[start:end, :end]
         for layer, block in enumerate(self.blocks):
             x = block(x, bias, cache, layer, start)
@@ -214,6 +224,16 @@ class TrajectoryGPT(nn.Module):
         heads = self.head_index[start:end]
         logits = torch.bmm(x.transpose(0, 1), self.head_weight[heads])
         return logits.transpose(0, 1) + self.head_bias[heads]
+
+    def embed(self, bins: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Input vectors of bins at positions ``start ..``: token, rank and position terms."""
+        end = start + bins.shape[1]
+        x = self.tok_emb(bins + self.token_offsets[start:end]) + self.pos_emb[start:end]
+        if self.rank_emb is None:
+            return x
+        n_bins = self.config.n_bins
+        rank = (bins * (2.0 / (n_bins - 1)) - 1.0).masked_fill(bins >= n_bins, 0.0)
+        return x + rank[..., None].to(x.dtype) * self.rank_emb[self.token_dims[start:end]]
 
     def new_cache(self, batch: int) -> KVCache:
         parameter = self.head_weight

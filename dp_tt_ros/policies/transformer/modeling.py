@@ -16,10 +16,18 @@
 The Trajectory Transformer as a :class:`~dp_tt_ros.policies.base.Policy`.
 
 The state a transition starts with is the newest low-dimensional observation (joint positions,
-object state) with the goal appended, so one model serves every goal. ``act`` plans from that
-state with beam search and returns the planned actions as the chunk, so the executor's receding
-horizon works exactly as for Diffusion Policy. The tokenizer's bin edges are a buffer of this
-module and travel in ``model.safetensors`` with the weights.
+object state) with the goal appended, so one model serves every goal. With ``relative_actions``
+an action is tokenised as its offset from the joint positions of its own state: the offsets span
+a small range, so the same bins resolve them far more finely than absolute targets, and the model
+need not copy the state to keep the arm where it is. With ``relative_goal`` the goal enters the
+state as its offset from the tool (forward kinematics of the joints): the action then depends on
+a few tokens that shrink to zero at the goal, instead of on a comparison between the goal and
+seven joint tokens, which a model trained on a few hundred demos does not learn. State dims
+that never changed within a training episode (a world-frame goal, fixed scene objects) are listed
+in ``static_state_dims``; planning copies them into predicted states instead of decoding them.
+``act`` plans from that state with beam search and returns the planned actions as the chunk,
+so the executor's receding horizon works exactly as for Diffusion Policy. The tokenizer's bin
+edges are a buffer of this module and travel in ``model.safetensors`` with the weights.
 """
 
 from __future__ import annotations
@@ -30,13 +38,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from dp_tt_ros.data.sequence import episode_bounds
 from dp_tt_ros.policies.base import Policy, PolicySpec
-from dp_tt_ros.policies.transformer.configuration import GOAL_KEY, model_settings
+from dp_tt_ros.policies.transformer.configuration import GOAL_KEY, JOINT_KEY, model_settings
 from dp_tt_ros.policies.transformer.dataset import TransitionDataset, discounted_values
 from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
-from dp_tt_ros.policies.transformer.planner import (ActionConstraint, BeamPlanner, Plan,
-                                                    PlanningOptions)
+from dp_tt_ros.policies.transformer.planner import (ActionConstraint, BeamPlanner,
+                                                    PandaKinematics, Plan, PlanningOptions)
 from dp_tt_ros.policies.transformer.tokenizer import Discretizer
+from dp_tt_ros.robot import PANDA_LIMITS
 
 
 class TrajectoryTransformerPolicy(Policy):
@@ -44,7 +54,8 @@ class TrajectoryTransformerPolicy(Policy):
 
     def __init__(self, spec: PolicySpec, **config: Any) -> None:
         super().__init__()
-        self.settings = model_settings({k: v for k, v in config.items() if k != 'planning'})
+        own = ('planning', 'static_state_dims')
+        self.settings = model_settings({k: v for k, v in config.items() if k not in own})
         if spec.image_keys:
             raise ValueError(f'the Trajectory Transformer is low-dim only; got image keys '
                              f'{spec.image_keys}')
@@ -54,13 +65,23 @@ class TrajectoryTransformerPolicy(Policy):
         self.state_dim += spec.goal_dim
         transition_dim = self.state_dim + spec.action_dim + 2
         self.transition_dim = transition_dim
+        self.action_offset_dims = (self._joint_dims() if self.settings['relative_actions']
+                                   else None)
+        if self.settings['relative_goal'] and not spec.goal_dim == 3:
+            raise ValueError(f'relative_goal needs a 3-d goal position, got goal_dim '
+                             f'{spec.goal_dim}')
+        self.goal_joint_dims = self._joint_dims() if self.settings['relative_goal'] else None
+        static = config.get('static_state_dims')
+        self.static_state_dims = [int(dim) for dim in static] if static is not None else list(
+            range(self.state_dim - spec.goal_dim, self.state_dim))
         self.tokenizer = Discretizer(transition_dim + 1, int(self.settings['n_bins']),
                                      str(self.settings['strategy']))
         self.gpt_config = GPTConfig(
             n_bins=int(self.settings['n_bins']), transition_dim=transition_dim,
             block_size=int(self.settings['window_transitions']) * transition_dim,
             n_layer=int(self.settings['n_layer']), n_head=int(self.settings['n_head']),
-            n_embd=int(self.settings['n_embd']), dropout=float(self.settings['dropout']))
+            n_embd=int(self.settings['n_embd']), dropout=float(self.settings['dropout']),
+            ordinal_embedding=bool(self.settings['ordinal_embedding']))
         self.gpt = TrajectoryGPT(self.gpt_config)
         planning = {'planning_horizon': spec.horizon, 'discount': self.settings['discount'],
                     **dict(config.get('planning', {}))}
@@ -82,7 +103,29 @@ class TrajectoryTransformerPolicy(Policy):
 
     @property
     def planner(self) -> BeamPlanner:
-        return BeamPlanner(self.gpt, self.tokenizer, self.state_dim, self.spec.action_dim)
+        return BeamPlanner(self.gpt, self.tokenizer, self.state_dim, self.spec.action_dim,
+                           self.action_offset_dims, fixed_state_dims=self.static_state_dims)
+
+    def _joint_dims(self) -> list[int]:
+        """State columns of the joint positions that relative actions are offsets from."""
+        start = 0
+        for key in self.state_keys:
+            size = int(np.prod(self.spec.obs_shapes[key]))
+            if key == JOINT_KEY and size == self.spec.action_dim:
+                return list(range(start, start + size))
+            start += size
+        raise ValueError(f'relative_actions and relative_goal need a {JOINT_KEY!r} observation '
+                         f'with {self.spec.action_dim} values; the state keys are '
+                         f'{self.state_keys}')
+
+    def _goal_from_tool(self, states: np.ndarray) -> np.ndarray:
+        """Replace the goal columns by the goal minus the tool position, with relative_goal."""
+        if self.goal_joint_dims is None:
+            return states
+        states = states.copy()
+        tool = PandaKinematics().tool_positions(states[:, self.goal_joint_dims])
+        states[:, self.state_dim - 3:] -= tool
+        return states
 
     @classmethod
     def build(cls, data: Mapping[str, np.ndarray], spec: PolicySpec,
@@ -94,6 +137,11 @@ class TrajectoryTransformerPolicy(Policy):
         table = np.concatenate([states, actions, rewards[:, None], values[:, None],
                                 returns[:, None]], axis=1)
         policy.tokenizer.fit(table)
+        changes = np.zeros(policy.state_dim, dtype=bool)
+        for start, end in zip(*episode_bounds(ends)):
+            if end > start:
+                changes |= np.ptp(states[start:end], axis=0) > 0
+        policy.static_state_dims = np.flatnonzero(~changes).tolist()
         return policy
 
     def make_dataset(self, data: Mapping[str, np.ndarray]) -> TransitionDataset:
@@ -120,7 +168,10 @@ class TrajectoryTransformerPolicy(Policy):
         if states.shape[1] != self.state_dim:
             raise ValueError(f'state arrays have {states.shape[1]} columns; the spec describes '
                              f'{self.state_dim}')
+        states = self._goal_from_tool(states)
         actions = np.asarray(data['action'][:rows], dtype=np.float64).reshape(rows, -1)
+        if self.action_offset_dims is not None:
+            actions = actions - states[:, self.action_offset_dims]
         rewards = np.asarray(data['reward'][:rows], dtype=np.float64).reshape(rows)
         return states, actions, rewards, ends
 
@@ -155,8 +206,26 @@ class TrajectoryTransformerPolicy(Policy):
         return np.concatenate(parts, axis=2)
 
     def act(self, context: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
-        """Plan from the newest context step of every batch row; return ``(B, H, d_a)``."""
-        return np.stack([plan.actions for plan in self.plan(context, goal)]).astype(np.float32)
+        """
+        Plan from the newest context step of every batch row; return ``(B, H, d_a)``.
+
+        Relative actions are offsets added to (predicted) joint positions, so a plan can end up
+        past a joint limit no demo reached; the chunk is clamped to the robot's position limits,
+        where the arm would stop anyway, instead of being rejected whole by the executor.
+        """
+        chunk = np.stack([plan.actions for plan in self.plan(context, goal)])
+        if self.action_offset_dims is not None:
+            chunk = np.clip(chunk, *self._position_limits())
+        return chunk.astype(np.float32)
+
+    def _position_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Position limits in the spec's joint order; unbounded for joints the robot lacks."""
+        index = {name: column for column, name in enumerate(PANDA_LIMITS.names)}
+        lower = [PANDA_LIMITS.lower[index[name]] if name in index else -np.inf
+                 for name in self.spec.joint_names]
+        upper = [PANDA_LIMITS.upper[index[name]] if name in index else np.inf
+                 for name in self.spec.joint_names]
+        return np.array(lower), np.array(upper)
 
     def plan(self, context: np.ndarray, goal: np.ndarray | None = None) -> list[Plan]:
         """Run the planner per batch row and return the full plans (scores, rewards)."""
@@ -170,7 +239,7 @@ class TrajectoryTransformerPolicy(Policy):
             goal = np.asarray(goal, dtype=np.float64).reshape(context.shape[0], -1)
             if goal.shape[1] != self.spec.goal_dim:
                 raise ValueError(f'goal must be (B, {self.spec.goal_dim}), got {goal.shape}')
-            states = np.concatenate([context[:, -1], goal], axis=1)
+            states = self._goal_from_tool(np.concatenate([context[:, -1], goal], axis=1))
         else:
             states = context[:, -1]
         was_training = self.training
@@ -204,7 +273,8 @@ class TrajectoryTransformerPolicy(Policy):
 
     def config_dict(self) -> dict[str, Any]:
         planning = {key: value for key, value in vars(self.options).items()}
-        return {'spec': self.spec.to_dict(), **self.settings, 'planning': planning}
+        return {'spec': self.spec.to_dict(), **self.settings, 'planning': planning,
+                'static_state_dims': self.static_state_dims}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> 'TrajectoryTransformerPolicy':

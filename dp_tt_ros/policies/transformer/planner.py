@@ -25,6 +25,16 @@ Three ways to rank plans, each returning the planned ``H x action_dim`` actions:
   the whole planned sequence; states, rewards and values are decoded greedily.
 * ``return``: the same search with the model conditioned on a desired return-to-go token.
 
+Action tokens may encode offsets from the joint positions in the same transition's state
+(``action_offset_dims``): the planner then adds the current state's exact values at the first
+step and the decoded predicted state at later ones, so plans and constraints see absolute targets.
+
+Tokens the planner already knows are appended without asking the model, and a run of them joins
+the next forward call: dimensions that never varied in the training data (their one token), and
+``fixed_state_dims`` of predicted states, which keep the current state's tokens (the goal does
+not move during a plan). Constant action dimensions are still decoded when constraints apply,
+so a constraint always sees every dimension.
+
 Constraints mask candidate action tokens before truncation and selection, so a violating token
 is never emitted: a beam with no admissible token dies, and planning fails loudly if all do.
 Decoding either appends one token at a time to a preallocated KV cache (reordered with the
@@ -58,12 +68,18 @@ class PlanningError(RuntimeError):
 
 @dataclass(frozen=True)
 class PlanningOptions:
-    """Search settings; every field can be changed at inference time."""
+    """
+    Search settings; every field can be changed at inference time.
 
-    mode: str = 'value'
-    beam_width: int = 32
+    The defaults are what the shipped reach and avoid checkpoints plan with: a narrow likelihood
+    search over a short horizon, replanned every control step (fast enough for 10 Hz on one CPU
+    core). trajectory-transformer's own planner is ``mode='value'`` with wider beams.
+    """
+
+    mode: str = 'likelihood'
+    beam_width: int = 4
     n_expand: int = 2
-    planning_horizon: int = 8
+    planning_horizon: int = 4
     top_k: int | None = None
     cdf: float | None = 0.6
     discount: float = 0.99
@@ -98,7 +114,13 @@ class PlanningOptions:
 
 @dataclass
 class ConstraintQuery:
-    """The choice being made: one action dimension of one planning step, for every beam."""
+    """
+    The choice being made: one action dimension of one planning step, for every beam.
+
+    ``chosen`` ``(beams, dim)`` and ``candidates`` ``(beams, n_bins)`` are absolute action
+    values; ``action_centres`` ``(action_dim, n_bins)`` are bin centres before each beam's
+    ``offset`` ``(beams, action_dim)`` is added (zero unless actions are relative).
+    """
 
     step: int
     horizon: int
@@ -107,6 +129,7 @@ class ConstraintQuery:
     chosen: torch.Tensor
     candidates: torch.Tensor
     action_centres: torch.Tensor
+    offset: torch.Tensor
     goal: torch.Tensor | None
 
     @property
@@ -120,22 +143,22 @@ class ConstraintQuery:
         The dimensions after ``dim`` are drawn from their bin centres, the same draws for every
         beam and candidate, so a constraint can ask whether a choice can still be completed.
         """
-        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
+        beams, n_bins = self.candidates.shape
         generator = torch.Generator().manual_seed(seed + 7919 * self.dim)
         later = self.action_centres[self.dim + 1:]
         picks = torch.randint(0, later.shape[1], (count, later.shape[0]), generator=generator)
         tails = later[torch.arange(later.shape[0]), picks]
+        tails = tails[None] + self.offset[:, None, self.dim + 1:]
         head = self.full_head()
         return torch.cat([head[:, :, None, :].expand(beams, n_bins, count, self.dim + 1),
-                          tails[None, None].expand(beams, n_bins, count, tails.shape[1])],
+                          tails[:, None].expand(beams, n_bins, count, tails.shape[2])],
                          dim=3)
 
     def full_head(self) -> torch.Tensor:
         """Chosen dims plus each candidate: ``(beams, n_bins, dim + 1)``."""
-        beams, n_bins = self.chosen.shape[0], self.candidates.shape[0]
+        beams, n_bins = self.candidates.shape
         chosen = self.chosen[:, None, :].expand(beams, n_bins, self.dim)
-        last = self.candidates[None, :, None].expand(beams, n_bins, 1)
-        return torch.cat([chosen, last], dim=2)
+        return torch.cat([chosen, self.candidates[:, :, None]], dim=2)
 
     def full_actions(self) -> torch.Tensor:
         """Every complete candidate action ``(beams, n_bins, action_dim)`` (last dim only)."""
@@ -167,9 +190,8 @@ class JointLimitConstraint(ActionConstraint):
     def allowed(self, query: ConstraintQuery) -> torch.Tensor:
         if self.lower.numel() != query.action_dim:
             raise ValueError(f'{self.lower.numel()} joint limits for {query.action_dim}-d actions')
-        inside = ((query.candidates >= self.lower[query.dim])
-                  & (query.candidates <= self.upper[query.dim]))
-        return inside[None, :].expand(query.chosen.shape[0], -1)
+        return ((query.candidates >= self.lower[query.dim])
+                & (query.candidates <= self.upper[query.dim]))
 
 
 InsideFn = Callable[[np.ndarray], np.ndarray]
@@ -363,7 +385,8 @@ class BeamPlanner:
     """Plan action sequences with a trained :class:`TrajectoryGPT` and its tokenizer."""
 
     def __init__(self, model: TrajectoryGPT, tokenizer: Discretizer, state_dim: int,
-                 action_dim: int) -> None:
+                 action_dim: int, action_offset_dims: Sequence[int] | None = None,
+                 fixed_state_dims: Sequence[int] = ()) -> None:
         transition_dim = state_dim + action_dim + 2
         if model.config.transition_dim != transition_dim:
             raise ValueError(f'model transition_dim {model.config.transition_dim} does not match '
@@ -371,8 +394,20 @@ class BeamPlanner:
         if tokenizer.n_dims != transition_dim + 1 or tokenizer.n_bins != model.config.n_bins:
             raise ValueError(f'tokenizer has {tokenizer.n_dims} dims x {tokenizer.n_bins} bins; '
                              f'expected {transition_dim + 1} x {model.config.n_bins}')
+        if action_offset_dims is not None and (
+                len(action_offset_dims) != action_dim
+                or not all(0 <= dim < state_dim for dim in action_offset_dims)):
+            raise ValueError(f'action_offset_dims must name {action_dim} state dims in '
+                             f'0..{state_dim - 1}, got {list(action_offset_dims)}')
+        if not all(0 <= dim < state_dim for dim in fixed_state_dims):
+            raise ValueError(f'fixed_state_dims must lie in 0..{state_dim - 1}, got '
+                             f'{list(fixed_state_dims)}')
         self.model = model
         self.tokenizer = tokenizer
+        self.offset_dims = None if action_offset_dims is None else list(action_offset_dims)
+        self.fixed_state_dims = set(fixed_state_dims)
+        self.constant = tokenizer.constant_dims[:transition_dim].tolist()
+        self.constant_tokens = tokenizer.constant_tokens[:transition_dim].cpu()
         self.state_dim = state_dim
         self.action_dim = action_dim
         self.transition_dim = transition_dim
@@ -396,12 +431,16 @@ class BeamPlanner:
         if options.mode == 'return':
             first = self._encode(np.array([options.target_return]), self.return_dim)[None, :]
         state_tokens = self._encode(state, 0, self.state_dim)[None, :]
+        constant = torch.tensor(self.constant[:self.state_dim])
+        state_tokens[:, constant] = self.constant_tokens[:self.state_dim][constant]
         beams = _Beams(self.model, torch.cat([first, state_tokens], dim=1).to(device),
                        options.use_cache, trace)
         goal_tensor = None if goal is None else torch.as_tensor(goal, dtype=torch.float64)
         beams.per_beam = {
             'score': torch.zeros(1, dtype=torch.float64, device=device),
             'actions': torch.zeros(1, 0, self.action_dim, dtype=torch.long, device=device),
+            'offset': self._offset(torch.from_numpy(state)[None]).to(device),
+            'offsets': torch.zeros(1, 0, self.action_dim, dtype=torch.float64, device=device),
             'rewards': torch.zeros(1, 0, dtype=torch.float64, device=device),
             'alive': torch.ones(1, dtype=torch.bool, device=device),
         }
@@ -411,16 +450,47 @@ class BeamPlanner:
                 self._value_step(beams, step, options, constraints, goal_tensor, generator)
             else:
                 self._likelihood_step(beams, step, options, constraints, goal_tensor)
+            beams.per_beam['offsets'] = torch.cat(
+                [beams.per_beam['offsets'], beams.per_beam['offset'][:, None]], dim=1)
             if step < horizon - 1:
                 for dim in range(self.state_dim):
-                    self._greedy_token(beams, options, accumulate=options.mode != 'value')
+                    if dim in self.fixed_state_dims:
+                        beams.append(state_tokens[:, dim].to(device).expand(beams.count))
+                    elif self.constant[dim]:
+                        beams.append(self._constant_token(dim, beams.count, device))
+                    else:
+                        self._greedy_token(beams, options, accumulate=options.mode != 'value')
+                predicted = self.tokenizer.decode(beams.window[:, -self.state_dim:],
+                                                  slice(0, self.state_dim))
+                beams.per_beam['offset'] = self._offset(predicted)
         best = int(torch.argmax(beams.per_beam['score']))
         action_tokens = beams.per_beam['actions'][best].cpu()
-        actions = self.tokenizer.decode(
-            action_tokens, slice(self.state_dim, self.reward_dim)).cpu().numpy()
+        actions = self.tokenizer.decode(action_tokens, slice(self.state_dim, self.reward_dim))
+        actions = (actions + beams.per_beam['offsets'][best]).cpu().numpy()
         return Plan(actions=actions, action_tokens=action_tokens.numpy(),
                     score=float(beams.per_beam['score'][best]),
                     expected_rewards=beams.per_beam['rewards'][best].cpu().numpy())
+
+    def model_calls(self, horizon: int, constrained: bool = False) -> int:
+        """Sequential decoding calls one plan of ``horizon`` transitions makes."""
+        actions = sum(not self._skips_action(dim, constrained) for dim in range(self.action_dim))
+        states = sum(dim not in self.fixed_state_dims and not self.constant[dim]
+                     for dim in range(self.state_dim))
+        return horizon * (actions + 2) + (horizon - 1) * states
+
+    def _constant_token(self, dim: int, count: int, device: torch.device) -> torch.Tensor:
+        return self.constant_tokens[dim].to(device).expand(count)
+
+    def _skips_action(self, dim: int, constrained: bool) -> bool:
+        """Whether action ``dim`` is appended as its constant token rather than decoded."""
+        return self.constant[self.state_dim + dim] and not constrained
+
+    def _offset(self, states: torch.Tensor) -> torch.Tensor:
+        """Return what each beam's action tokens are relative to: ``(beams, action_dim)``."""
+        if self.offset_dims is None:
+            return torch.zeros(states.shape[0], self.action_dim, dtype=torch.float64,
+                               device=states.device)
+        return states[:, self.offset_dims].double()
 
     def _encode(self, values: np.ndarray, first_dim: int,
                 end_dim: int | None = None) -> torch.Tensor:
@@ -472,12 +542,14 @@ class BeamPlanner:
         if constraints:
             chosen_tokens = beams.window[:, beams.window.shape[1] - dim:] if dim else \
                 beams.window[:, :0]
+            offset = beams.per_beam['offset'].cpu()
             chosen = self.tokenizer.decode(chosen_tokens.cpu(), slice(self.state_dim,
                                                                       self.state_dim + dim))
             centres = self.tokenizer.centres[self.state_dim:self.reward_dim].cpu()
             query = ConstraintQuery(step=step, horizon=options.planning_horizon, dim=dim,
-                                    action_dim=self.action_dim, chosen=chosen,
-                                    candidates=centres[dim], action_centres=centres, goal=goal)
+                                    action_dim=self.action_dim, chosen=chosen + offset[:, :dim],
+                                    candidates=centres[dim][None] + offset[:, dim:dim + 1],
+                                    action_centres=centres, offset=offset, goal=goal)
             for constraint in constraints:
                 allowed = constraint.allowed(query)
                 if allowed is not None:
@@ -502,6 +574,11 @@ class BeamPlanner:
         beams.reorder(expand.repeat_interleave(options.n_expand))
         actions = []
         for dim in range(self.action_dim):
+            if self._skips_action(dim, bool(constraints)):
+                actions.append(self._constant_token(self.state_dim + dim, beams.count,
+                                                    beams.window.device))
+                beams.append(actions[-1])
+                continue
             logprobs = F.log_softmax(self._logits(beams, options), dim=-1)
             admissible = self._admissible(beams, logprobs, step, dim, options, constraints, goal)
             dead = torch.isinf(admissible).all(dim=1)
@@ -530,6 +607,10 @@ class BeamPlanner:
                          goal: torch.Tensor | None) -> None:
         """Grow the action token by token, keeping the ``beam_width`` most likely sequences."""
         for dim in range(self.action_dim):
+            if self._skips_action(dim, bool(constraints)):
+                beams.append(self._constant_token(self.state_dim + dim, beams.count,
+                                                  beams.window.device))
+                continue
             logprobs = F.log_softmax(self._logits(beams, options), dim=-1)
             admissible = self._admissible(beams, logprobs, step, dim, options, constraints, goal)
             candidates = beams.per_beam['score'][:, None] + admissible

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 STRATEGIES = ('uniform', 'quantile')
+# A dimension that never varies in the fitted data spans +-CONSTANT_HALF_SPAN around its value.
+CONSTANT_HALF_SPAN = 1e-6
 
 
 class Discretizer(nn.Module):
@@ -74,7 +76,7 @@ class Discretizer(nn.Module):
         constant = edges[:, -1] - edges[:, 0] <= 0.0
         if np.any(constant):
             centre = edges[constant, :1]
-            edges[constant] = centre + 1e-6 * (fractions[None, :] * 2.0 - 1.0)
+            edges[constant] = centre + CONSTANT_HALF_SPAN * (fractions[None, :] * 2.0 - 1.0)
         edges = np.maximum.accumulate(edges, axis=1)
         self.edges.copy_(torch.from_numpy(edges))
         return self
@@ -83,6 +85,16 @@ class Discretizer(nn.Module):
     def centres(self) -> torch.Tensor:
         """Bin centres ``(n_dims, n_bins)``: what every token decodes to."""
         return 0.5 * (self.edges[:, 1:] + self.edges[:, :-1])
+
+    @property
+    def constant_dims(self) -> torch.Tensor:
+        """Bool ``(n_dims,)``: dimensions that held one value in the fitted data."""
+        return self.edges[:, -1] - self.edges[:, 0] <= 2.0 * CONSTANT_HALF_SPAN * (1.0 + 1e-6)
+
+    @property
+    def constant_tokens(self) -> torch.Tensor:
+        """Return the token every fitted value of each constant dimension encodes to."""
+        return self.encode(self.centres[:, self.n_bins // 2])
 
     @property
     def widths(self) -> torch.Tensor:
