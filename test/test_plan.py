@@ -137,6 +137,19 @@ def test_crossfade_with_zero_steps_is_replace():
         np.testing.assert_allclose(faded.target(time), replaced.target(time))
 
 
+def test_crossfade_ends_by_the_next_seam_when_replanning_every_step():
+    plan = make_plan(blend='crossfade', crossfade_steps=2, n_action_steps=1)
+    plan.hold(HOME_POSITION, 0.0)
+    previous = 0.0
+    for step in range(1, 6):
+        now = step * DT
+        plan.add_chunk(now, DT, constant_chunk(step / 10), now=now)
+        # Each new chunk is fully adopted one step later, never averaged with the older ones.
+        assert plan.target(now + DT)[0] == pytest.approx(step / 10)
+        assert plan.target(now)[0] == pytest.approx(previous)
+        previous = step / 10
+
+
 @pytest.mark.parametrize('decay', [0.0, 0.1, -0.5])
 def test_temporal_ensemble_weights_predictions_exponentially_oldest_first(decay):
     plan = make_plan(blend='temporal_ensemble', ensemble_decay=decay)

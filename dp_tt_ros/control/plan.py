@@ -35,7 +35,8 @@ On :meth:`TimedPlan.add_chunk`:
   followed only if no newer chunk arrives by ``primary_end``; after the last row the plan holds;
 * the plan is re-anchored at ``(now, target(now))`` so the target never jumps, and the new rows
   are blended with the current plan: ``replace`` takes them as they are, ``crossfade`` ramps
-  linearly from the current plan to the new chunk over ``crossfade_steps * dt`` seconds, and
+  linearly from the current plan to the new chunk over ``min(crossfade_steps, n_action_steps) *
+  dt`` seconds (the ramp ends by the next seam), and
   ``temporal_ensemble`` averages every time slot over all chunks that predicted it with weights
   ``exp(-ensemble_decay * k)``, ``k = 0`` for the oldest prediction (ACT's convention; a negative
   decay favours the newest chunk instead);
@@ -227,7 +228,9 @@ class TimedPlan:
             return points, np.ones(len(times))
         current = np.stack([self._sample(t)[0] for t in times])
         if self.blend == 'crossfade':
-            span = self.crossfade_steps * dt
+            # The ramp ends by the next seam: a policy replanning every h < crossfade_steps steps
+            # would otherwise never reach its own chunk and lag as a running average of chunks.
+            span = min(self.crossfade_steps, self.n_action_steps) * dt
             if span == 0.0:
                 return points, np.ones(len(times))
             alpha = np.clip((times - now) / span, 0.0, 1.0)[:, None]
