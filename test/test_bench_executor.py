@@ -28,7 +28,7 @@ from dp_tt_ros.robot import PANDA_LIMITS
 def test_bench_runs_the_real_executor_under_inference_load(tmp_path):
     output = tmp_path / 'executor.json'
     completed = subprocess.run(
-        [sys.executable, '-m', 'dp_tt_ros', 'bench', 'executor', '--duration', '1',
+        [sys.executable, '-m', 'dp_tt_ros', 'bench', 'executor', '--duration', '2',
          '--down-dims', '16,32', '--inference-steps', '2', '--json', str(output)],
         capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stderr[-3000:]

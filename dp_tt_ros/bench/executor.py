@@ -362,10 +362,14 @@ def run(args: argparse.Namespace) -> int:
         worker.start()
         robot = _Robot(args.realtime_priority)
         try:
-            _wait_for(lambda: len(robot.arrivals) >= 20 and counts[0] >= 5,
+            # Measure only once chunks really flow: DDS discovery of the chunk publisher can
+            # take seconds on a loaded machine, and a phase without chunks measures nothing.
+            _wait_for(lambda: len(robot.arrivals) >= 20 and counts[0] >= 5 and any(
+                          int(values.get('chunks_accepted', 0)) > 0
+                          for values in list(robot.diagnostics)),
                       lambda: executor.poll() is not None or not worker.is_alive(),
-                      'the executor did not stream commands or the policy process did not '
-                      'publish chunks; executor log:')
+                      'the executor did not stream commands or accept the policy process\'s '
+                      'chunks; executor log:')
             phases = {}
             for phase in ('idle', 'inference'):
                 if phase == 'inference':
