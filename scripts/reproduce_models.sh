@@ -17,6 +17,7 @@ while (($#)); do
 done
 ((${#tasks[@]})) || tasks=(reach avoid push pick_place)
 # transformer is opt-in (`-- transformer`): TT checkpoints ship for reach and avoid only.
+# image is opt-in too (`reach -- image`): the camera DP, best trained on a GPU.
 ((${#policies[@]})) || policies=(diffusion bc sac)
 
 obs_keys() {  # reach needs only the arm and the goal; other tasks also see their objects
@@ -91,6 +92,14 @@ train() {  # POLICY TASK STORE OUT [STEPS BATCH]
         --config obs_keys="$keys" horizon=4 n_action_steps=1 n_layer=3 n_embd=64 \
         window_transitions=5 relative_actions=true relative_goal=true strategy=quantile \
         planning.mode=likelihood planning.beam_width=4 planning.n_expand=2 ;;
+    image)  # camera + arm; ResNet-18 through its second stage keeps the checkpoint at 8 MB
+      [[ -d $DATA/reach_image.zarr ]] || $CLI collect --task reach --episodes 1000 --image \
+        --noise 0.01 --seed 1000 --out "$DATA/reach_image.zarr"
+      $CLI train --policy diffusion --data "$DATA/reach_image.zarr" --out "$out" --steps 8000 \
+        --batch-size 64 --lr 3e-4 --warmup-steps 200 --seed 0 --no-progress \
+        --config obs_keys=image,joint_pos horizon=8 n_action_steps=4 'unet.down_dims=[64,128]' \
+        unet.step_embed_dim=64 noise.prediction_type=sample 'encoder.crop_shape=[84,84]' \
+        encoder.image_backbone_stages=2 ;;
     sac)  # online RL in the task's env (training scenes seeded from 1000 + --seed); no demos
       $CLI train --policy sac --task "$task" --out "$out" --steps 40000 --seed 0 --threads 1 \
         --batch-size 128 --lr 1e-3 --no-progress \
@@ -102,7 +111,8 @@ train() {  # POLICY TASK STORE OUT [STEPS BATCH]
 for task in "${tasks[@]}"; do
   collect "$task"
   for policy in "${policies[@]}"; do
-    [[ $policy == sac && $task != reach ]] && continue
-    train "$policy" "$task" "$(demos "$task")" "models/${policy}_$task"
+    [[ ($policy == sac || $policy == image) && $task != reach ]] && continue
+    out=models/${policy}_$task; [[ $policy == image ]] && out=models/diffusion_${task}_image
+    train "$policy" "$task" "$(demos "$task")" "$out"
   done
 done

@@ -56,6 +56,19 @@ def test_image_encoder_uses_groupnorm_and_crops_randomly_only_in_training():
     assert len(crops) > 1
 
 
+def test_image_encoder_keeps_the_requested_resnet_stages():
+    sizes = {}
+    for stages in (2, 3, 4):
+        encoder = ImageEncoder((64, 64, 3), EncoderConfig(image_backbone_stages=stages))
+        sizes[stages] = sum(p.numel() for p in encoder.backbone.parameters())
+        assert encoder.pool.keypoint_conv.in_channels == [64, 128, 256, 512][stages - 1]
+        assert encoder(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (1, 64)
+    # layer4 holds most of ResNet-18's convolution weights.
+    assert sizes[4] > 11e6 and sizes[3] < 3e6 and sizes[2] < 0.8e6
+    with pytest.raises(ValueError, match='image_backbone_stages is 5'):
+        EncoderConfig(image_backbone_stages=5)
+
+
 def test_image_encoder_rejects_wrong_images():
     encoder = ImageEncoder((32, 32, 3), EncoderConfig(image_feature_dim=8)).eval()
     with pytest.raises(ValueError, match='expected uint8 \\(N, 32, 32, 3\\)'):

@@ -29,6 +29,11 @@ hits all of them alike:
 * ``traced_bf16``: the default path with the convolution weights and matmuls in bfloat16
   (element-wise work stays float32): half the weight bytes to stream per step.
 
+With ``--device cuda`` the variants are ``reference``, ``precomputed`` (eager, FiLM once per
+chunk), ``cuda_graph`` (the whole denoising loop replayed as one CUDA graph), ``traced`` (the
+default: that graph around a U-Net fused by ``torch.compile``) and ``traced_bf16`` (the same under
+bfloat16 autocast); the timed call includes copying the chunk back to the host.
+
 Alongside: denoiser GFLOP per call (counted by ``torch.utils.flop_counter``), achieved GFLOP/s,
 the matmul peak (a large ``torch.mm``) and the memory stream bandwidth measured in the same run,
 and the bytes of convolution weights one denoiser call must read (FiLM weights are not read per
@@ -53,6 +58,7 @@ from dp_tt_ros.policies.diffusion.schedulers import SAMPLERS
 
 VARIANTS = ('reference', 'reference_inference_mode', 'precomputed', 'packed', 'traced',
             'traced_bf16')
+CUDA_VARIANTS = ('reference', 'precomputed', 'cuda_graph', 'traced', 'traced_bf16')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--warmup', type=int, default=3, help='untimed chunks per variant')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch intra-op threads (default: leave torch\'s choice)')
-    parser.add_argument('--variants', default=','.join(VARIANTS),
-                        help=f'comma-separated subset of {",".join(VARIANTS)}')
+    parser.add_argument('--variants',
+                        help=f'comma-separated subset of {",".join(VARIANTS)} (default: all; '
+                             f'on CUDA {",".join(CUDA_VARIANTS)})')
+    parser.add_argument('--device', default='cpu', help='torch device: cpu (default) or cuda')
 
 
 def parse_dims(text: str) -> list[int]:
@@ -115,11 +123,14 @@ def build_policy(args: argparse.Namespace) -> DiffusionPolicy:
 def variant_runner(policy: DiffusionPolicy, variant: str, context: np.ndarray,
                    goal: np.ndarray | None) -> Callable[[], np.ndarray]:
     """Return a zero-argument callable producing one chunk the way ``variant`` does."""
-    backend = 'reference' if variant.startswith('reference') else variant.split('_')[0]
+    backend = 'reference' if variant.startswith('reference') else variant.removesuffix('_bf16')
     precision = 'bfloat16' if variant.endswith('bf16') else 'float32'
+    compile_unet = variant != 'cuda_graph'
+    if variant == 'cuda_graph':
+        backend = 'traced'
 
     def run() -> np.ndarray:
-        policy.set_inference_options(backend=backend, precision=precision)
+        policy.set_inference_options(backend=backend, precision=precision, compile=compile_unet)
         if variant == 'reference':
             with torch.no_grad():
                 return policy.act(context, goal)
@@ -131,38 +142,60 @@ def denoiser_gflop(policy: DiffusionPolicy, context: np.ndarray) -> float:
     """GFLOP of one reference denoiser call (convs, FiLM and step-embedding matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cond = torch.as_tensor(context).flatten(1)
+    device = policy.device
+    cond = torch.as_tensor(context, device=device).flatten(1)
     if policy.goal_embedding is not None:
         cond = torch.cat([cond, policy.goal_embedding(None, 1)], dim=-1)
-    sample = torch.zeros(1, policy.horizon, policy.action_dim)
+    sample = torch.zeros(1, policy.horizon, policy.action_dim, device=device)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        policy.denoiser(sample, torch.tensor([0]), cond)
+        policy.denoiser(sample, torch.tensor([0], device=device), cond)
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Median GFLOP/s of a square fp32 ``torch.mm``: the compute ceiling of this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
+def _median_seconds(work: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    work()
     times = []
     for _ in range(repeats):
+        _synchronize(device)
         start = time.perf_counter()
-        torch.mm(a, b)
+        work()
+        _synchronize(device)
         times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / float(np.median(times)) / 1e9
+    return float(np.median(times))
 
 
-def stream_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
+                       repeats: int = 5) -> float:
+    """Median GFLOP/s of a large square ``torch.mm``: the compute ceiling of this device."""
+    size = 8192 if device.type == 'cuda' else 2048
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    return 2 * size ** 3 / _median_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
+
+
+def stream_bandwidth_gbs(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
     """Median GB/s of summing a tensor far larger than the caches: the weight-streaming rate."""
-    values = torch.ones(megabytes * 2 ** 20 // 4)
-    values.sum()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        values.sum()
-        times.append(time.perf_counter() - start)
-    return megabytes / 1024 / float(np.median(times))
+    values = torch.ones(megabytes * 2 ** 20 // 4, device=device)
+    return megabytes / 1024 / _median_seconds(values.sum, device, repeats)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CommandError(f'--device {name!r} is not a torch device such as cpu or cuda') \
+            from error
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise CommandError(f'--device {name}: torch sees no CUDA device on this machine')
+    if device.type not in ('cpu', 'cuda'):
+        raise CommandError(f'--device {name}: expected cpu or cuda')
+    return device
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,16 +203,19 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f'--threads {args.threads}: expected 0 (torch default) or more')
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = [name.strip() for name in args.variants.split(',') if name.strip()]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    device = resolve_device(args.device)
+    known = CUDA_VARIANTS if device.type == 'cuda' else VARIANTS
+    variants = [name.strip() for name in (args.variants or ','.join(known)).split(',')
+                if name.strip()]
+    unknown = sorted(set(variants) - set(known))
     if unknown or not variants:
         raise CommandError(f'--variants {args.variants!r}: unknown {unknown}; expected a subset '
-                           f'of {",".join(VARIANTS)}')
+                           f'of {",".join(known)} on {device.type}')
     if args.repeats < 1 or args.warmup < 0:
         raise CommandError(f'--repeats {args.repeats} / --warmup {args.warmup}: expected '
                            'repeats >= 1 and warmup >= 0')
     torch.manual_seed(0)
-    policy = build_policy(args)
+    policy = build_policy(args).to(device)
     rng = np.random.default_rng(0)
     context = rng.uniform(-1, 1, (1, policy.n_obs_steps, policy.context_dim)).astype(np.float32)
     goal = (rng.uniform(-1, 1, (1, args.goal_dim)).astype(np.float32) if args.goal_dim
@@ -200,15 +236,18 @@ def run(args: argparse.Namespace) -> int:
     weight_bytes = sum(param.numel() * param.element_size()
                        for name, param in policy.denoiser.core.named_parameters()
                        if '.film.' not in name)
-    peak = matmul_peak_gflops()
-    bandwidth = stream_bandwidth_gbs()
+    peak = matmul_peak_gflops(device)
+    peak_bf16 = matmul_peak_gflops(device, torch.bfloat16)
+    bandwidth = stream_bandwidth_gbs(device)
     stats = {name: summarize(values) for name, values in samples.items()}
     per_variant: dict[str, Any] = {}
     for name, stat in stats.items():
+        achieved = gflop * args.inference_steps / (stat['median'] / 1e3)
         per_variant[name] = {
             'ms_per_chunk_median': stat['median'], 'ms_per_chunk_p90': stat['p90'],
-            'ms_per_chunk': stat,
-            'gflops_achieved': gflop * args.inference_steps / (stat['median'] / 1e3),
+            'ms_per_chunk': stat, 'gflops_achieved': achieved,
+            'fraction_of_matmul_peak_same_dtype': achieved / (
+                peak_bf16 if name.endswith('_bf16') else peak),
         }
     headline = 'traced' if 'traced' in stats else variants[0]
     result: dict[str, Any] = {
@@ -216,8 +255,10 @@ def run(args: argparse.Namespace) -> int:
         'config': {key: getattr(args, key) for key in (
             'down_dims', 'horizon', 'action_dim', 'obs_dim', 'n_obs_steps', 'goal_dim',
             'inference_steps', 'train_steps', 'sampler', 'kernel_size', 'step_embed_dim',
-            'repeats', 'warmup')},
+            'repeats', 'warmup', 'device')},
         'machine': machine_info(),
+        'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                        else 'cpu'),
         'default_path': headline,
         'ms_per_chunk_median': per_variant[headline]['ms_per_chunk_median'],
         'ms_per_chunk_p90': per_variant[headline]['ms_per_chunk_p90'],
@@ -225,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
         'gflops_achieved': per_variant[headline]['gflops_achieved'],
         'matmul_peak_gflops': peak,
         'fraction_of_matmul_peak': per_variant[headline]['gflops_achieved'] / peak,
+        'matmul_peak_gflops_bf16': peak_bf16,
         'stream_bandwidth_gbs': bandwidth,
         'denoiser_weight_mb': weight_bytes / 2 ** 20,
         'weight_streaming_ms_per_chunk_bound': (

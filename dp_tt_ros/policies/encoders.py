@@ -18,8 +18,11 @@ Observation encoders shared by Diffusion Policy and BC, so baselines differ only
 Images go through a ResNet-18 trained from scratch (no downloaded weights) whose BatchNorm layers
 are replaced by GroupNorm, because EMA weight averaging breaks BatchNorm running statistics;
 spatial-softmax keypoints keep *where* features are rather than average them away. Training uses a
-random crop as augmentation, evaluation the centre crop of the same size. Low-dim observations
-(already normalised to [-1, 1]) pass through as they are or through a small MLP.
+random crop as augmentation, evaluation the centre crop of the same size. ``image_backbone_stages``
+keeps the first residual stages only: the last stage holds 8.4 M of ResNet-18's 11.2 M convolution
+weights, and at 84-pixel crops its 3x3 output map leaves spatial softmax little to locate.
+Low-dim observations (already normalised to [-1, 1]) pass through as they are or through a small
+MLP.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class EncoderConfig:
     """Encoder sizes; stored in ``config.json`` next to the policy's other settings."""
 
     crop_shape: list[int] | None = None
+    image_backbone_stages: int = 4
     num_keypoints: int = 32
     image_feature_dim: int = 64
     lowdim_encoder: str = 'identity'
@@ -56,6 +60,9 @@ class EncoderConfig:
                                             or min(self.crop_shape) < 8):
             raise ValueError(f'crop_shape {self.crop_shape} is invalid; expected [height, width] '
                              'of at least 8 pixels each')
+        if not 1 <= self.image_backbone_stages <= 4:
+            raise ValueError(f'image_backbone_stages is {self.image_backbone_stages}; expected 1 '
+                             '.. 4 residual stages of ResNet-18')
         for name in ('num_keypoints', 'image_feature_dim', 'lowdim_feature_dim'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} is {getattr(self, name)}; expected a positive integer')
@@ -118,7 +125,9 @@ class ImageEncoder(nn.Module):
         self.crop_size = (int(crop[0]), int(crop[1]))
         resnet = torchvision.models.resnet18(weights=None)
         replace_batchnorm_with_groupnorm(resnet)
-        self.backbone = nn.Sequential(*list(resnet.children())[:-2])
+        stem = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
+        stages = [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4]
+        self.backbone = nn.Sequential(*stem, *stages[:config.image_backbone_stages])
         with torch.no_grad():
             feature_map = self.backbone(torch.zeros(1, 3, *self.crop_size))
         _, feature_channels, feature_h, feature_w = feature_map.shape

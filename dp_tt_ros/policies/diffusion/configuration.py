@@ -41,8 +41,11 @@ class InferenceOptions:
     are combined as ``eps_u + w (eps_c - eps_u)``. ``backend`` picks how the U-Net runs each step:
     ``reference`` recomputes the condition every step (as diffusion_policy does), ``precomputed``
     evaluates all FiLM vectors once per chunk, ``packed`` adds the channels-last matmul network,
-    ``traced`` (default) also freezes it into a TorchScript graph. ``precision`` is the dtype of
-    the packed network. The transformer denoiser always runs ``reference``.
+    ``traced`` (default) also freezes it into a TorchScript graph. On a CUDA device ``packed``
+    runs as ``precomputed``, and ``traced`` captures the whole denoising loop as one CUDA graph.
+    ``precision`` is the dtype of the packed network's matmuls (on CUDA: autocast). ``compile``
+    lets TorchInductor fuse the U-Net inside that CUDA graph. The transformer denoiser runs
+    ``reference`` on CPU; on CUDA, ``traced`` graphs it too.
     """
 
     num_inference_steps: int = 10
@@ -51,6 +54,7 @@ class InferenceOptions:
     guidance_scale: float = 1.0
     backend: str = 'traced'
     precision: str = 'float32'
+    compile: bool = True
 
     def validate(self, num_train_timesteps: int) -> None:
         if not 1 <= self.num_inference_steps <= num_train_timesteps:
@@ -64,6 +68,8 @@ class InferenceOptions:
             raise ValueError(f'guidance_scale is {self.guidance_scale}; expected w >= 0')
         if self.backend not in BACKENDS:
             raise ValueError(f'backend {self.backend!r} is unknown; expected one of {BACKENDS}')
+        if not isinstance(self.compile, bool):
+            raise ValueError(f'compile is {self.compile!r}; expected true or false')
         if self.precision not in PRECISIONS:
             raise ValueError(f'precision {self.precision!r} is unknown; expected one of '
                              f'{sorted(PRECISIONS)}')

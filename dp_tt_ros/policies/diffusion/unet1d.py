@@ -244,7 +244,8 @@ class ConditionalUnet1D(nn.Module):
             embed = self.config.step_embed_dim
             weights = torch.cat([film.weight for film in films], dim=0)
             biases = torch.cat([film.bias for film in films], dim=0)
-            step_part = F.mish(self.step_embedding(timesteps)) @ weights[:, :embed].T
+            step_part = (F.mish(self.step_embedding(timesteps.to(weights.device)))
+                         @ weights[:, :embed].T)
             cached = (key, (step_part, weights[:, embed:].contiguous(), biases))
             self._film_cache = cached
         return cached[1]
