@@ -44,7 +44,7 @@ class InferenceOptions:
     ``traced`` (default) also freezes it into a TorchScript graph. On a CUDA device ``packed``
     runs as ``precomputed``, and ``traced`` captures the whole denoising loop as one CUDA graph.
     ``precision`` is the dtype of the packed network's matmuls (on CUDA: autocast). ``compile``
-    lets TorchInductor fuse the U-Net inside that CUDA graph. The transformer denoiser runs
+    lets TorchInductor fuse the packed U-Net inside that CUDA graph. The transformer denoiser runs
     ``reference`` on CPU; on CUDA, ``traced`` graphs it too.
     """
 
