@@ -45,6 +45,11 @@ def test_bench_runs_the_real_executor_under_inference_load(tmp_path):
     assert loaded['executor_chunks_accepted_total'] >= 2
     assert loaded['executor_chunks_rejected_total'] == 0
     assert result['period_jitter_p99_ms'] == loaded['period_jitter_ms']['p99']
+    # Immediate commands on chunk arrival are counted apart from the grid's periods.
+    assert result['settings']['immediate_command'] is True
+    assert 0 < result['immediate_commands'] == loaded['immediate_commands']
+    assert loaded['executor_immediate_commands_total'] >= loaded['immediate_commands']
+    assert 'grid' in result['jitter_method']
 
 
 def test_scripted_chunks_stay_inside_the_joint_limits():

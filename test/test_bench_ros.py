@@ -59,6 +59,9 @@ def test_bench_ros_writes_overhead_percentiles(checkpoint: Path, tmp_path: Path,
                                             'policy_handoff_and_publish',
                                             'chunk_publish_to_first_command'}
     assert 'DDS' in result['method'] and result['target_p99_ms'] == 5.0
+    assert 0 <= result['first_command_immediate'] <= 3
+    if mode == 'joint_trajectory':
+        assert result['first_command_immediate'] == 0
 
 
 def test_bench_ros_rejects_a_missing_checkpoint(tmp_path: Path,

@@ -46,7 +46,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dp_tt_ros.robot import (ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION,
                              PANDA_LIMITS)
-from dp_tt_ros.ros.executor_node import ExecutorConfigError, ExecutorNode, LoopStats
+from dp_tt_ros.ros.executor_node import (ExecutorConfigError, ExecutorNode, IMMEDIATE_LABEL,
+                                         LoopStats)
 
 RATE = 200.0
 PERIOD_NS = 5_000_000
@@ -87,12 +88,13 @@ class Probe(Node):
         self.joint_state_pub = self.create_publisher(JointState, '/joint_states', 10)
         self.chunk_pub = self.create_publisher(JointTrajectory, '/policy/action_chunk', 10)
         self.status_pub = self.create_publisher(DiagnosticStatus, '/sim/task_status', 10)
-        self.commands: list[np.ndarray] = []
+        self.commands: list[np.ndarray] = []  # the grid: one command per control period
+        self.immediate: list[tuple[int, np.ndarray]] = []  # (grid commands before, command)
         self.trajectories: list[JointTrajectory] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.logs: list[str] = []
         self.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
-                                 lambda msg: self.commands.append(np.array(msg.data)), reliable)
+                                 self._on_command, reliable)
         self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
                                  self.trajectories.append, reliable)
         self.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append,
@@ -106,6 +108,12 @@ class Probe(Node):
         self.chunks_handled: Callable[[], int] = lambda: 0
         self.times: list[float] = []  # simulated time of each entry in self.stream
         self.stream: list[np.ndarray] = []
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        if [dim.label for dim in msg.layout.dim] == [IMMEDIATE_LABEL]:
+            self.immediate.append((len(self.commands), np.array(msg.data)))
+        else:
+            self.commands.append(np.array(msg.data))
 
     @property
     def now(self) -> float:
@@ -440,7 +448,69 @@ def test_joint_trajectory_mode_sends_the_remaining_plan_and_holds(harness_factor
         probe.spin_for(0.05)
     probe.spin_until(lambda: len(probe.trajectories) == 3)
     hold = probe.trajectories[-1]
-    assert len(hold.points) == 1 and probe.commands == []
+    assert len(hold.points) == 1 and probe.commands == [] and probe.immediate == []
+
+
+def advance_between_ticks(harness: Harness) -> None:
+    """Move simulated time half a period past the last tick; the executor's clock follows."""
+    probe = harness.probe
+    probe.now_ns += PERIOD_NS // 2
+    probe.spin_until(harness._clock_synchronised)
+
+
+def test_immediate_command_on_chunk_arrival_is_filtered_and_keeps_the_grid(harness_factory):
+    """A chunk between ticks is commanded at once, within the velocity budget; the grid stays."""
+    harness = harness_factory(control_rate=RATE, blend='replace', exec_latency=0.0)
+    probe = harness.probe
+    harness.start_holding()
+    last_tick = probe.now
+    advance_between_ticks(harness)
+    jump = np.zeros(8)
+    jump[0], jump[1] = 1.0, 0.01  # joint 1 within its velocity limit, joint 0 far beyond
+    probe.send(chunk_msg(probe.now, HOME_POSITION + np.tile(jump, (H, 1))))
+    probe.spin_until(lambda: len(probe.immediate) == 1)
+    grid_before, immediate = probe.immediate[0]
+    assert grid_before == len(probe.commands)  # sent before the next tick, not with it
+    # The next tick's target (replace: from the hold towards row 0, due one dt after capture),
+    # stepped at most max_velocity * (time since the last tick).
+    elapsed = probe.now - last_tick
+    target_step = jump * (last_tick + PERIOD - probe.now) / DT
+    budget = PANDA_LIMITS.max_velocity * elapsed
+    np.testing.assert_allclose(immediate, HOME_POSITION + np.clip(target_step, -budget, budget),
+                               atol=1e-12)
+    assert abs(immediate[0] - HOME_POSITION[0]) == pytest.approx(budget[0])
+    # The grid is not re-phased: the next command is the tick at last_tick + PERIOD, which may
+    # move only the rest of the period's budget (a re-phased loop would not tick before
+    # now + PERIOD, and step() would time out).
+    probe.now_ns -= PERIOD_NS // 2
+    tick = probe.step()
+    assert probe.times[-1] == pytest.approx(last_tick + PERIOD)
+    assert np.all(np.abs(tick - immediate) <= PANDA_LIMITS.max_velocity * (PERIOD - elapsed)
+                  + 1e-12)
+    probe.step(20)
+    assert len(probe.immediate) == 1
+    assert_within_limits(probe.stream)
+    assert probe.diagnostic_values()['immediate_commands'] == '1'
+
+
+def test_immediate_command_is_clamped_and_never_sent_for_a_rejected_chunk(harness_factory):
+    harness = harness_factory(control_rate=RATE, exec_latency=0.0)
+    probe = harness.probe
+    start = PANDA_LIMITS.upper - 0.001
+    harness.start_holding(start)
+    advance_between_ticks(harness)
+    beyond = PANDA_LIMITS.upper + 0.02 * (PANDA_LIMITS.upper - PANDA_LIMITS.lower)
+    nan_rows = np.tile(start, (H, 1))
+    nan_rows[0, 3] = np.nan
+    probe.send(chunk_msg(probe.now, nan_rows))
+    probe.wait_for_log('NaN/Inf')
+    probe.send(chunk_msg(probe.now, np.tile(beyond, (H, 1))))
+    probe.spin_until(lambda: len(probe.immediate) == 1)
+    immediate = probe.immediate[0][1]
+    assert np.all(immediate <= PANDA_LIMITS.upper) and immediate[0] == PANDA_LIMITS.upper[0]
+    probe.step(5)
+    assert len(probe.immediate) == 1
+    assert_within_limits(probe.stream)
 
 
 def test_bad_parameters_are_named():

@@ -35,12 +35,14 @@ One trial:
    ``act()`` time for this chunk, reported on ``/policy/timing``.
 
 The overhead therefore contains every DDS hop (sensor to perception, context to policy, chunk to
-executor, command to this process), perception's encoding, the policy node's hand-off to its
-inference thread, and in forward_position mode the wait for the executor's next control tick
-(up to 5 ms at 200 Hz, so that mode's p99 can never be below about one period plus the hops).
-A JTC goal leaves as soon as the executor accepts the chunk, so that mode has no such wait.
-Components are reported
-too, from the policy's receive/publish stamps (all clocks are this machine's system clock).
+executor, command to this process), perception's encoding and the policy node's hand-off to
+its inference thread. In forward_position mode the executor's ``immediate_command`` (on in
+config/executor.yaml) sends the next tick's command as soon as it accepts the chunk; with it
+off (``--no-immediate-command``), the overhead also holds the wait for the next control tick (0
+to 5 ms at 200 Hz). The result counts how many first commands were such immediate ones. A JTC
+goal leaves as soon as the executor accepts the chunk, so that mode has no tick wait either.
+Components are reported too, from the policy's receive/publish stamps (all clocks are this
+machine's system clock).
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ from dp_tt_ros.bench.common import machine_info, summarize, write_json
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
+from dp_tt_ros.ros.executor_node import IMMEDIATE_LABEL
 from dp_tt_ros.ros.graph import COMMAND_TOPICS, CONTROLLER_MODES
 
 TARGET_P99_MS = 5.0
 MODE_NOTES = {
-    'forward_position': 'forward_position at {rate:g} Hz: plus the wait for the next control '
-                        'tick (0 to one period)',
+    'forward_position': 'forward_position at {rate:g} Hz: with the executor\'s '
+                        'immediate_command on, the first command is sent when the chunk is '
+                        'accepted (see first_command_immediate); off, the overhead includes the '
+                        'wait for the next control tick (0 to one period)',
     'joint_trajectory': 'joint_trajectory: the JTC goal is sent when the chunk is accepted, '
                         'and its first point is the command',
 }
@@ -98,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--controller-mode', default='forward_position', choices=CONTROLLER_MODES,
                         help='executor output: a forward_position stream at --control-rate, or a '
                              'JointTrajectory sent to a JTC when each chunk is accepted')
+    parser.add_argument('--no-immediate-command', dest='immediate_command', action='store_false',
+                        help="forward_position: turn the executor's immediate_command off, so "
+                             'the first command waits for the next control tick')
 
 
 class _Probe:
@@ -123,7 +131,7 @@ class _Probe:
         self.object_pub = node.create_publisher(Float64MultiArray, '/sim/object_state', reliable)
         self.image_pub = node.create_publisher(Image, '/camera/image_raw', reliable)
         self.lock = threading.Lock()
-        self.commands: list[tuple[int, np.ndarray]] = []
+        self.commands: list[tuple[int, np.ndarray, bool]] = []  # (receipt, command, immediate)
         self.timings: dict[int, dict[str, int]] = {}
         self.command_topic = COMMAND_TOPICS[controller_mode]
         if controller_mode == 'forward_position':
@@ -142,8 +150,9 @@ class _Probe:
 
     def _on_command(self, msg: Any) -> None:
         received = time.time_ns()
+        immediate = [dim.label for dim in msg.layout.dim] == [IMMEDIATE_LABEL]
         with self.lock:
-            self.commands.append((received, np.asarray(msg.data, dtype=np.float64)))
+            self.commands.append((received, np.asarray(msg.data, dtype=np.float64), immediate))
 
     def _on_trajectory(self, msg: Any) -> None:
         """Record a JTC goal as the command its first point asks for."""
@@ -151,7 +160,7 @@ class _Probe:
         if msg.points:
             with self.lock:
                 self.commands.append((received, np.asarray(msg.points[0].positions,
-                                                           dtype=np.float64)))
+                                                           dtype=np.float64), False))
 
     def _on_timing(self, msg: DiagnosticStatus) -> None:
         values = {item.key: int(item.value) for item in msg.values}
@@ -166,6 +175,9 @@ class _Probe:
                 and node.count_publishers(self.command_topic) >= 1)
 
     def new_episode(self, episode: int) -> None:
+        # Earlier commands cannot be this trial's; scanning them would load this process.
+        with self.lock:
+            self.commands.clear()
         self.status_pub.publish(DiagnosticStatus(name='bench ros', values=[
             KeyValue(key='episode', value=str(episode)), KeyValue(key='seed', value='0')]))
 
@@ -198,9 +210,9 @@ class _Probe:
         self.joint_pub.publish(joints)
         return capture_ns
 
-    def first_command(self, capture_ns: int) -> int | None:
+    def first_command(self, capture_ns: int) -> tuple[int, bool] | None:
         """
-        Return the receipt time of the first command caused by this observation's chunk.
+        Return receipt time and immediacy of the first command caused by this observation.
 
         That is the first command differing from the hold received after the policy published
         the chunk (its own clock, this machine's). Bounding by this process's receipt of the
@@ -212,10 +224,10 @@ class _Probe:
             if timing is None:
                 return None
             hold = HOME_POSITION
-            for received, command in self.commands:
+            for received, command, immediate in self.commands:
                 if received > timing['published_ns'] and command.shape == hold.shape and np.max(
                         np.abs(command - hold)) > 1e-9:
-                    return received
+                    return received, immediate
         return None
 
     def close(self) -> None:
@@ -243,7 +255,8 @@ def _start_graph(checkpoint: Path, policy_type: str, args: argparse.Namespace,
         'policy': ['-p', f'checkpoint:={checkpoint}', '-p', f'policy_type:={policy_type}',
                    '-p', 'publish_timing:=true', '-p', 'autostart:=true'],
         'executor': ['-p', f'control_rate:={args.control_rate}',
-                     '-p', f'controller_mode:={args.controller_mode}'],
+                     '-p', f'controller_mode:={args.controller_mode}',
+                     '-p', f'immediate_command:={str(args.immediate_command).lower()}'],
     }
     processes = {}
     for name in GRAPH_NODES:
@@ -341,6 +354,9 @@ def run(args: argparse.Namespace) -> int:
             'chunk_publish_to_first_command': summarize([s['executor_ms'] for s in samples]),
         },
         'executor_control_rate_hz': args.control_rate,
+        'immediate_command': args.immediate_command,
+        'first_command_immediate': sum(s['immediate'] for s in samples),
+        'command': ' '.join(['dp-tt-ros', 'bench', 'ros', *sys.argv[3:]]),
         'machine': machine_info(),
     }
     write_json(result, args.json)
@@ -361,7 +377,7 @@ def _run_trials(probe: _Probe, args: argparse.Namespace,
             raise CommandError(dead)
         if not seen or trial < args.warmup_trials:
             continue
-        command_ns = probe.first_command(capture_ns)
+        command_ns, immediate = probe.first_command(capture_ns)
         timing = probe.timings[capture_ns]
         inference_ns = timing['inference_ns']
         samples.append({
@@ -372,5 +388,6 @@ def _run_trials(probe: _Probe, args: argparse.Namespace,
             'policy_overhead_ms': (timing['published_ns'] - timing['received_ns']
                                    - inference_ns) / 1e6,
             'executor_ms': (command_ns - timing['published_ns']) / 1e6,
+            'immediate': immediate,
         })
     return samples
