@@ -37,6 +37,22 @@ def test_bench_inference_writes_json_for_every_variant(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == result
 
 
+def test_bench_inference_batch_reports_per_chunk_times(tmp_path, capsys):
+    out = tmp_path / 'batch.json'
+    assert main(['bench', 'inference', '--down-dims', '16,32', '--horizon', '8', '--obs-dim', '4',
+                 '--inference-steps', '2', '--repeats', '2', '--warmup', '1', '--threads', '1',
+                 '--step-embed-dim', '16', '--batch', '3', '--variants', 'traced',
+                 '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['config']['batch'] == 3 and set(result['variants']) == {'traced'}
+    # GFLOP/s counts all three chunks of a call against the per-chunk time.
+    per_chunk_s = result['ms_per_chunk_median'] / 1e3
+    assert abs(result['gflops_achieved'] * per_chunk_s
+               - 2 * result['denoiser_gflop_per_call']) < 1e-9
+    assert main(['bench', 'inference', '--batch', '0']) == 2
+    assert '--batch 0' in capsys.readouterr().err
+
+
 def test_bench_inference_rejects_bad_sizes(capsys):
     assert main(['bench', 'inference', '--down-dims', '16,x']) == 2
     assert "--down-dims '16,x'" in capsys.readouterr().err

@@ -34,6 +34,9 @@ chunk), ``cuda_graph`` (the whole denoising loop replayed as one CUDA graph), ``
 default: that graph around a U-Net fused by ``torch.compile``) and ``traced_bf16`` (the same under
 bfloat16 autocast); the timed call includes copying the chunk back to the host.
 
+``--batch B`` times calls that denoise B chunks at once, as the batched evaluator does, and
+reports per-chunk times: the weights stream once per call, so large nets turn compute-bound.
+
 Alongside: denoiser GFLOP per call (counted by ``torch.utils.flop_counter``), achieved GFLOP/s,
 the matmul peak (a large ``torch.mm``) and the memory stream bandwidth measured in the same run,
 and the bytes of convolution weights one denoiser call must read (FiLM weights are not read per
@@ -75,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sampler', choices=SAMPLERS, default='ddim')
     parser.add_argument('--kernel-size', type=int, default=5)
     parser.add_argument('--step-embed-dim', type=int, default=256)
+    parser.add_argument('--batch', type=int, default=1,
+                        help='chunks per act() call, as the batched evaluator asks for them; '
+                             'times are per chunk (default 1: the latency of one robot)')
     parser.add_argument('--repeats', type=int, default=30,
                         help='timed chunks per variant (default 30)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed chunks per variant')
@@ -211,14 +217,17 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not variants:
         raise CommandError(f'--variants {args.variants!r}: unknown {unknown}; expected a subset '
                            f'of {",".join(known)} on {device.type}')
+    if args.batch < 1:
+        raise CommandError(f'--batch {args.batch}: expected at least 1 chunk per call')
     if args.repeats < 1 or args.warmup < 0:
         raise CommandError(f'--repeats {args.repeats} / --warmup {args.warmup}: expected '
                            'repeats >= 1 and warmup >= 0')
     torch.manual_seed(0)
     policy = build_policy(args).to(device)
     rng = np.random.default_rng(0)
-    context = rng.uniform(-1, 1, (1, policy.n_obs_steps, policy.context_dim)).astype(np.float32)
-    goal = (rng.uniform(-1, 1, (1, args.goal_dim)).astype(np.float32) if args.goal_dim
+    context = rng.uniform(-1, 1, (args.batch, policy.n_obs_steps, policy.context_dim)
+                          ).astype(np.float32)
+    goal = (rng.uniform(-1, 1, (args.batch, args.goal_dim)).astype(np.float32) if args.goal_dim
             else None)
     runners = {name: variant_runner(policy, name, context, goal) for name in variants}
     samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -228,11 +237,11 @@ def run(args: argparse.Namespace) -> int:
             for name, runner in runners.items():
                 start = time.perf_counter()
                 runner()
-                elapsed_ms = (time.perf_counter() - start) * 1e3
+                elapsed_ms = (time.perf_counter() - start) * 1e3 / args.batch
                 if round_index >= args.warmup:
                     samples[name].append(elapsed_ms)
                 bar.update()
-    gflop = denoiser_gflop(policy, context)
+    gflop = denoiser_gflop(policy, context[:1])
     weight_bytes = sum(param.numel() * param.element_size()
                        for name, param in policy.denoiser.core.named_parameters()
                        if '.film.' not in name)
@@ -255,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         'config': {key: getattr(args, key) for key in (
             'down_dims', 'horizon', 'action_dim', 'obs_dim', 'n_obs_steps', 'goal_dim',
             'inference_steps', 'train_steps', 'sampler', 'kernel_size', 'step_embed_dim',
-            'repeats', 'warmup', 'device')},
+            'batch', 'repeats', 'warmup', 'device')},
         'machine': machine_info(),
         'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
                         else 'cpu'),
@@ -270,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         'stream_bandwidth_gbs': bandwidth,
         'denoiser_weight_mb': weight_bytes / 2 ** 20,
         'weight_streaming_ms_per_chunk_bound': (
-            weight_bytes / 2 ** 30 / bandwidth * args.inference_steps * 1e3),
+            weight_bytes / 2 ** 30 / bandwidth * args.inference_steps * 1e3 / args.batch),
         'variants': per_variant,
     }
     if 'reference' in stats and headline != 'reference':
