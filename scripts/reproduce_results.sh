@@ -32,7 +32,7 @@ evals() {
 sweeps() {
   scripts/train_ablations.sh
   $CLI eval --sweep config/sweeps/avoid_modes.yaml --out results/avoid_modes
-  $CLI eval --sweep config/sweeps/comparison.yaml --out results/comparison
+  $CLI eval --sweep config/sweeps/comparison.yaml --out results/comparison --skip-missing
 }
 
 bench() {

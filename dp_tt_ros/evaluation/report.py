@@ -40,6 +40,7 @@ IMAGE_RUN = 'diffusion_reach_image'
 SAC_RUN = 'sac_reach'  # the online-RL reference
 ABLATIONS = 'ablations'
 MODES = 'avoid_modes'
+COMPARISON = 'comparison'
 # Spec section 7: minimum success of the low-dim Diffusion Policy per task.
 DP_TARGETS = {'reach': 0.95, 'avoid': 0.95, 'push': 0.90, 'pick_place': 0.80}
 IMAGE_DP_TARGET = 0.85
@@ -280,6 +281,17 @@ def benchmark_table(bench_dir: Path) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def comparison_section(results_dir: Path) -> list[str]:
+    """Point to the one-sweep rerun of the table, with the expert and latency rows, if run."""
+    sweep = _load(results_dir / COMPARISON / 'results.json')
+    if sweep is None:
+        return []
+    return [f'The same episodes as one sweep, with the scripted expert and injected latency on '
+            f'avoid added: `dp-tt-ros eval --sweep config/sweeps/{COMPARISON}.yaml --out '
+            f'results/{COMPARISON} --skip-missing` ({len(sweep["runs"])} runs, table in '
+            f'`results/{COMPARISON}/results.md`).', '']
+
+
 def modes_section(results_dir: Path) -> list[str]:
     """Show the avoid path overlay (DP keeps both ways around the obstacle), if it was run."""
     sweep = _load(results_dir / MODES / 'results.json')
@@ -337,6 +349,7 @@ def render(results_dir: Path, models_dir: Path) -> str:
         '',
         markdown_table([(label, report['summary']) for label, report in runs]).rstrip(),
         '',
+        *comparison_section(results_dir),
         *modes_section(results_dir),
         'Against the learning targets of spec section 7:',
         '',
