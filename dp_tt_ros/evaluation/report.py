@@ -171,8 +171,12 @@ def _inference_row(report: dict[str, Any]) -> tuple[str, str, str]:
         bf16 = variants['traced_bf16']
         gflops = bf16['gflops_achieved']
         result += (f'; bfloat16 weights {_ms(bf16["ms_per_chunk_median"])} ({gflops:.0f} GFLOP/s, '
-                   f'{100 * gflops / report["matmul_peak_gflops"]:.0f} % of the measured peak, '
-                   f'{100 * gflops / SPEC_MATMUL_PEAK_GFLOPS:.0f} % of the spec\'s '
+                   f'{100 * gflops / report["matmul_peak_gflops"]:.0f} % of the measured fp32 '
+                   'peak, ')
+        if 'matmul_peak_gflops_bf16' in report:
+            result += (f'{100 * gflops / report["matmul_peak_gflops_bf16"]:.0f} % of the measured '
+                       f'{report["matmul_peak_gflops_bf16"]:.0f} GFLOP/s bf16 peak, ')
+        result += (f'{100 * gflops / SPEC_MATMUL_PEAK_GFLOPS:.0f} % of the spec\'s '
                    f'{SPEC_MATMUL_PEAK_GFLOPS:.0f} GFLOP/s)')
     return what, command, result
 
