@@ -54,6 +54,8 @@ bench() {
   $CLI bench ros --trials 200 --controller-mode forward_position --json results/bench/ros.json
   $CLI bench ros --trials 200 --controller-mode joint_trajectory \
     --json results/bench/ros_joint_trajectory.json
+  $CLI bench ros --trials 200 --controller-mode forward_position --stream-hz 100 \
+    --json results/bench/ros_streaming.json
   $CLI bench executor --duration 20 --json results/bench/executor.json
   if .venv/bin/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     $CLI bench inference --device cuda --repeats 50 --json results/bench/inference_gpu_small.json

@@ -64,6 +64,16 @@ def test_bench_ros_writes_overhead_percentiles(checkpoint: Path, tmp_path: Path,
         assert result['first_command_immediate'] == 0
 
 
+def test_bench_ros_streams_observations_like_a_robot(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'streamed.json'
+    assert main(['bench', 'ros', '--checkpoint', str(checkpoint), '--trials', '3',
+                 '--warmup-trials', '1', '--stream-hz', '100', '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['stream_hz'] == 100.0 and result['completed_trials'] >= 1
+    assert 'streamed at 100 Hz' in result['method']
+    assert result['end_to_end_ms']['median'] > result['inference_ms']['median']
+
+
 def test_bench_ros_rejects_a_missing_checkpoint(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     assert main(['bench', 'ros', '--checkpoint', str(tmp_path / 'nope')]) == 2

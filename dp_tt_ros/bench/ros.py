@@ -43,6 +43,13 @@ to 5 ms at 200 Hz). The result counts how many first commands were such immediat
 goal leaves as soon as the executor accepts the chunk, so that mode has no tick wait either.
 Components are reported too, from the policy's receive/publish stamps (all clocks are this
 machine's system clock).
+
+With ``--stream-hz F`` the probe instead streams the observation at F Hz throughout, as a
+robot's joint_state_broadcaster does, so no process idles between trials (an rclpy hop costs
+several times more after a quarter second of silence than after a few milliseconds). A trial is
+then the first chunk published after the episode change; it counts only if its observation was
+captured after that change and no other chunk came before it, so every command it is timed by
+was caused by it.
 """
 
 from __future__ import annotations
@@ -103,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--controller-mode', default='forward_position', choices=CONTROLLER_MODES,
                         help='executor output: a forward_position stream at --control-rate, or a '
                              'JointTrajectory sent to a JTC when each chunk is accepted')
+    parser.add_argument('--stream-hz', type=float, default=0.0, metavar='HZ',
+                        help='stream the observation at this rate the whole time, as a robot '
+                             'does (default 0: one observation per trial after --settle)')
     parser.add_argument('--no-immediate-command', dest='immediate_command', action='store_false',
                         help="forward_position: turn the executor's immediate_command off, so "
                              'the first command waits for the next control tick')
@@ -210,6 +220,21 @@ class _Probe:
         self.joint_pub.publish(joints)
         return capture_ns
 
+    def first_capture_after(self, reset_ns: int) -> int | None:
+        """
+        Return the capture stamp of the first chunk published after ``reset_ns``, if valid.
+
+        Valid means its observation came after the episode change; otherwise the trial is
+        contaminated by a chunk of the previous episode and ``-1`` is returned.
+        """
+        with self.lock:
+            later = [timing for timing in self.timings.values()
+                     if timing['published_ns'] > reset_ns]
+        if not later:
+            return None
+        first = min(later, key=lambda timing: timing['published_ns'])
+        return first['capture_stamp_ns'] if first['capture_stamp_ns'] > reset_ns else -1
+
     def first_command(self, capture_ns: int) -> tuple[int, bool] | None:
         """
         Return receipt time and immediacy of the first command caused by this observation.
@@ -302,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise CommandError(f'--trials must be >= 1, got {args.trials}')
+    if not 0.0 <= args.stream_hz <= 1000.0:
+        raise CommandError(f'--stream-hz must be 0 (off) .. 1000, got {args.stream_hz}')
     try:
         checkpoint = resolve_checkpoint(args.checkpoint, args.policy_type, args.task).resolve()
         spec = load_policy(checkpoint).spec
@@ -316,7 +343,17 @@ def run(args: argparse.Namespace) -> int:
                          START_TIMEOUT_S) or _dead_node(processes):
                 raise CommandError(_dead_node(processes)
                                    or f'the graph did not come up within {START_TIMEOUT_S} s')
-            samples = _run_trials(probe, args, processes)
+            stop = threading.Event()
+            streamer = threading.Thread(target=_stream, args=(probe, args.stream_hz, stop),
+                                        daemon=True)
+            if args.stream_hz:
+                streamer.start()
+            try:
+                samples = _run_trials(probe, args, processes)
+            finally:
+                stop.set()
+                if args.stream_hz:
+                    streamer.join()
         finally:
             probe.close()
             _stop_graph(processes)
@@ -336,11 +373,15 @@ def run(args: argparse.Namespace) -> int:
                    'time from /policy/timing). Perception, policy and executor run as separate '
                    'processes with their config files, wall time, so the overhead includes 4 '
                    "DDS hops, perception encoding and the policy's hand-off to its inference "
-                   'thread; ' + MODE_NOTES[args.controller_mode].format(rate=args.control_rate)),
+                   'thread; ' + MODE_NOTES[args.controller_mode].format(rate=args.control_rate)
+                   + (f'; observation streamed at {args.stream_hz:g} Hz the whole time, a trial '
+                      'is the first chunk published after the episode change (counted only if '
+                      'its observation came after the change)' if args.stream_hz else '')),
         'controller_mode': args.controller_mode,
         'checkpoint': str(checkpoint),
         'policy_type': args.policy_type,
         'observations': sorted(spec.obs_shapes),
+        'stream_hz': args.stream_hz,
         'trials': args.trials,
         'completed_trials': len(samples),
         'overhead_ms': summarize(overhead),
@@ -363,15 +404,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream(probe: _Probe, rate_hz: float, stop: threading.Event) -> None:
+    """Publish the observation at ``rate_hz`` on a fixed schedule until ``stop`` is set."""
+    period = 1.0 / rate_hz
+    next_time = time.monotonic()
+    while not stop.is_set():
+        probe.publish_observation()
+        next_time += period
+        stop.wait(max(0.0, next_time - time.monotonic()))
+
+
 def _run_trials(probe: _Probe, args: argparse.Namespace,
                 processes: dict[str, tuple[subprocess.Popen, Path]]) -> list[dict[str, float]]:
     samples = []
     total = args.warmup_trials + args.trials
     for trial in tqdm(range(total), desc='bench ros', unit='trial'):
-        probe.new_episode(trial + 1)
-        time.sleep(args.settle)
-        capture_ns = probe.publish_observation()
-        seen = _wait(lambda: probe.first_command(capture_ns) is not None, args.trial_timeout)
+        if args.stream_hz:
+            time.sleep(args.settle)
+            reset_ns = time.time_ns()
+            probe.new_episode(trial + 1)
+            _wait(lambda: probe.first_capture_after(reset_ns) is not None, args.trial_timeout)
+            capture_ns = probe.first_capture_after(reset_ns) or -1
+        else:
+            probe.new_episode(trial + 1)
+            time.sleep(args.settle)
+            capture_ns = probe.publish_observation()
+        seen = capture_ns > 0 and _wait(lambda: probe.first_command(capture_ns) is not None,
+                                        args.trial_timeout)
         dead = _dead_node(processes)
         if dead:
             raise CommandError(dead)
