@@ -75,6 +75,17 @@ class PolicySpec:
         return cls(**dict(data))
 
 
+def config_spec(data: Mapping[str, Any], known: set[str], family: str) -> PolicySpec:
+    """Check a policy config's top-level keys and return its spec (a PolicySpec or its dict)."""
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown {family} settings {unknown}; expected some of {sorted(known)}')
+    if 'spec' not in data:
+        raise ValueError(f'{family} config lacks "spec"')
+    spec = data['spec']
+    return spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec)
+
+
 class Policy(nn.Module, ABC):
     """Observation history (+ goal) in, action chunk (H x d_a) out. Batched, numpy at the edges."""
 

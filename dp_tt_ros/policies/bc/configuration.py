@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.base import config_spec, PolicySpec
 from dp_tt_ros.policies.encoders import EncoderConfig
 
 
@@ -53,13 +53,7 @@ class BCConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> 'BCConfig':
         """Parse a (possibly partial) config; sections default when absent."""
         known = {'spec', 'encoder', 'hidden_dims', 'goal_embed_dim', 'dropout'}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown bc settings {unknown}; expected some of {sorted(known)}')
-        if 'spec' not in data:
-            raise ValueError('bc config lacks "spec"')
-        spec = data['spec']
-        return cls(spec=spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec),
+        return cls(spec=config_spec(data, known, 'bc'),
                    encoder=EncoderConfig.from_dict(data.get('encoder', {})),
                    hidden_dims=[int(dim) for dim in data.get('hidden_dims', [256, 256])],
                    goal_embed_dim=int(data.get('goal_embed_dim', 32)),

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.base import config_spec, PolicySpec
 from dp_tt_ros.policies.diffusion.schedulers import SAMPLERS, NoiseScheduleConfig
 from dp_tt_ros.policies.diffusion.transformer_denoiser import TransformerDenoiserConfig
 from dp_tt_ros.policies.diffusion.unet1d import UnetConfig
@@ -120,20 +120,14 @@ class DiffusionConfig:
         """Parse a (possibly partial) config; sub-sections default when absent."""
         known = {'spec', 'encoder', 'noise', 'denoiser', 'unet', 'transformer', 'goal_embed_dim',
                  'goal_dropout', 'inference'}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown diffusion settings {unknown}; expected some of '
-                             f'{sorted(known)}')
-        if 'spec' not in data:
-            raise ValueError('diffusion config lacks "spec"')
-        spec = data['spec']
+        spec = config_spec(data, known, 'diffusion')
         inference = dict(data.get('inference', {}))
         unknown_inference = sorted(set(inference) - set(vars(InferenceOptions())))
         if unknown_inference:
             raise ValueError(f'unknown inference options {unknown_inference}; expected some of '
                              f'{sorted(vars(InferenceOptions()))}')
         return cls(
-            spec=spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec),
+            spec=spec,
             encoder=EncoderConfig.from_dict(data.get('encoder', {})),
             noise=NoiseScheduleConfig.from_dict(data.get('noise', {})),
             denoiser=str(data.get('denoiser', 'unet')),

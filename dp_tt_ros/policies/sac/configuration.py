@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from dp_tt_ros.policies.base import PolicySpec
+from dp_tt_ros.policies.base import config_spec, PolicySpec
 from dp_tt_ros.policies.encoders import EncoderConfig
 
 REFERENCE_KEY = 'joint_pos'
@@ -73,13 +73,7 @@ class SACConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> 'SACConfig':
         """Parse a (possibly partial) config; sections default when absent."""
         known = {'spec', 'encoder', 'net_arch', 'max_delta', 'n_delta_joints'}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown sac settings {unknown}; expected some of {sorted(known)}')
-        if 'spec' not in data:
-            raise ValueError('sac config lacks "spec"')
-        spec = data['spec']
-        return cls(spec=spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec),
+        return cls(spec=config_spec(data, known, 'sac'),
                    encoder=EncoderConfig.from_dict(data.get('encoder', {})),
                    net_arch=[int(dim) for dim in data.get('net_arch', [128, 128])],
                    max_delta=float(data.get('max_delta', 0.1)),
