@@ -368,10 +368,9 @@ class _PackedConvNormMish(nn.Module):
         self.register_buffer('beta', block.norm.bias.detach().float().clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grouped = self.conv(x).unflatten(-1, (self.groups, -1))
-        var, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, unbiased=False)
-        normed = ((grouped - mean) * torch.rsqrt(var + self.eps)).flatten(2)
-        return F.mish(torch.addcmul(self.beta, normed, self.gamma))
+        normed = F.group_norm(self.conv(x).transpose(1, 2), self.groups, self.gamma, self.beta,
+                              self.eps)
+        return F.mish(normed).transpose(1, 2)
 
 
 class _PackedResidual(nn.Module):
