@@ -43,8 +43,8 @@ bench() {
   $CLI bench inference "${small[@]}" --threads 1 --json results/bench/inference_small_t1.json
   $CLI bench inference --down-dims 256,512,1024 --threads 2 \
     --json results/bench/inference_large_t2.json
-  $CLI bench inference --down-dims 256,512,1024 --threads 2 --batch 16 --repeats 10 \
-    --json results/bench/inference_large_batch16_t2.json
+  $CLI bench inference --down-dims 256,512,1024 --threads 2 --batch 32 --repeats 6 \
+    --json results/bench/inference_large_batch32_t2.json
   $CLI bench planning --json results/bench/planning.json
   $CLI bench planning --checkpoint models/transformer_reach \
     --json results/bench/planning_transformer_reach.json
