@@ -214,6 +214,8 @@ class TrajectoryGPT(nn.Module):
         if cache is not None and (start > cache.length or cache.batch != batch):
             raise ValueError(f'cache holds {cache.length} positions for {cache.batch} beams; '
                              f'cannot write positions from {start} for {batch} beams')
+        if cache is not None and length == 1 and not self.training:
+            return self._decode_one(bins[:, 0], cache, start)[:, None]
         x = self.drop(self.embed(bins, start))
         bias = self.attn_bias[start:end, :end]
         for layer, block in enumerate(self.blocks):
@@ -224,6 +226,36 @@ class TrajectoryGPT(nn.Module):
         heads = self.head_index[start:end]
         logits = torch.bmm(x.transpose(0, 1), self.head_weight[heads])
         return logits.transpose(0, 1) + self.head_bias[heads]
+
+    def _decode_one(self, bins: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
+        """
+        Logits ``(B, n_bins)`` for one new token per beam: the planner's inner loop.
+
+        The same arithmetic as :meth:`forward` with half the tensor operations: 2-D
+        activations, and no module calls, dropout or per-position output heads.
+        """
+        batch = bins.shape[0]
+        n_head, width = self.config.n_head, self.config.n_embd
+        x = self.embed(bins[:, None], position)[:, 0]
+        end = position + 1
+        bias = self.attn_bias[position:end, :end]
+        for layer, block in enumerate(self.blocks):
+            attn = block.attn
+            qkv = F.linear(F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias,
+                                        block.ln_1.eps), attn.qkv.weight, attn.qkv.bias)
+            query, key, value = qkv.view(batch, 3, n_head, 1, -1).unbind(1)
+            keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
+            keys[:, :, position] = key[:, :, 0]
+            values[:, :, position] = value[:, :, 0]
+            y = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
+            x = x + F.linear(y.view(batch, width), attn.proj.weight, attn.proj.bias)
+            up, down = block.mlp[0], block.mlp[2]
+            h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+            x = x + F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
+        cache.length = end
+        x = F.layer_norm(x, (width,), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+        head = int(self.head_index[position])
+        return torch.addmm(self.head_bias[head], x, self.head_weight[head])
 
     def embed(self, bins: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Input vectors of bins at positions ``start ..``: token, rank and position terms."""
