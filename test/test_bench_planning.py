@@ -31,12 +31,13 @@ def test_bench_planning_writes_cached_and_reference_timings(tmp_path: Path) -> N
                '--beam-widths', '2', '--horizons', '2', '--repeats', '2',
                '--reference-repeats', '1', '--n-layer', '1', '--n-head', '1', '--n-embd', '16',
                '--n-bins', '8', '--state-dim', '11', '--window-transitions', '2',
-               '--no-default-setting']
+               '--context-transitions', '1', '--no-default-setting']
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(report.read_text())
     assert result['benchmark'] == 'planning'
     assert result['model']['transition_dim'] == 11 + 8 + 2
+    assert result['context_transitions'] == 1
     settings = {(row['beam_width'], row['planning_horizon']): row for row in result['settings']}
     assert list(settings) == [(2, 2)]
     for row in settings.values():
@@ -57,6 +58,7 @@ def test_replanning_rate_against_the_control_period() -> None:
     (['--repeats', '0'], '--repeats must be >= 1'),
     (['--beam-widths', '0'], 'beam widths and horizons must be >= 1'),
     (['--state-dim', '5'], '--state-dim must be >= 11'),
+    (['--context-transitions', '-1'], '--context-transitions must be >= 0'),
 ])
 def test_bad_arguments_are_reported(arguments: list[str], message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,8 +26,9 @@ import torch
 from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
 from dp_tt_ros.policies.transformer.planner import (BeamPlanner, JointLimitConstraint,
                                                     KeepOutConstraint, PandaKinematics,
-                                                    PlanningError, PlanningOptions,
-                                                    ReachGoalConstraint, TraceEntry, box)
+                                                    PastTransition, PlanningError,
+                                                    PlanningOptions, ReachGoalConstraint,
+                                                    TraceEntry, box)
 from dp_tt_ros.policies.transformer.tokenizer import Discretizer
 from dp_tt_ros.robot import POSITION_LOWER, POSITION_UPPER
 
@@ -79,6 +80,59 @@ def test_cached_logits_equal_a_full_reforward_over_a_plan_with_window_slides(mod
     uncached = planner.plan(np.array([0.1, -0.2]), options.updated(use_cache=False))
     np.testing.assert_array_equal(cached.action_tokens, uncached.action_tokens)
     assert cached.score == pytest.approx(uncached.score, abs=1e-6)
+
+
+def past_transitions(planner: BeamPlanner, count: int, seed: int = 0) -> list[PastTransition]:
+    rng = np.random.default_rng(seed)
+    return [PastTransition(rng.normal(size=planner.state_dim), rng.normal(size=planner.action_dim),
+                           float(rng.normal())) for _ in range(count)]
+
+
+@pytest.mark.parametrize('count', [2, 4])
+@pytest.mark.parametrize('mode', ['value', 'return', 'likelihood'])
+def test_a_history_prefix_keeps_the_cache_exact_through_window_slides(mode: str,
+                                                                      count: int) -> None:
+    planner = make_planner(state_dim=2, action_dim=2, n_bins=6, block_transitions=3)
+    history = past_transitions(planner, count)
+    state = np.array([0.1, -0.2])
+    options = PlanningOptions(mode=mode, beam_width=4, n_expand=3, planning_horizon=6,
+                              cdf=None, target_return=0.5)
+    trace: list[TraceEntry] = []
+    cached = planner.plan(state, options, trace=trace, history=history)
+    transition = 6
+    first = trace[0].window[0]
+    kept = (first.shape[0] - 1 - 2) // transition
+    assert kept == min(count, 2), 'four past transitions overflow the block and slide at once'
+    for index, past in enumerate(history[count - kept:]):
+        start = 1 + index * transition
+        row = np.concatenate([past.state, past.action, [past.reward]])
+        assert torch.equal(first[start:start + 5], planner.tokenizer.encode(row, slice(0, 5)))
+    assert torch.equal(first[-2:], planner.tokenizer.encode(state, slice(0, 2)))
+    if mode == 'return' and kept == count:
+        rewards = planner.tokenizer.centres[4][first[1 + 4:1 + 4 + kept * transition:transition]]
+        target = float(rewards[0] + 0.99 * rewards[1]) + 0.99 ** 2 * 0.5
+        assert int(first[0]) == int(planner.tokenizer.encode(np.array([target]), slice(6, 7)))
+    assert sum(entry.prefilled for entry in trace) >= 3, 'the plan should slide its window'
+    with torch.no_grad():
+        for entry in trace:
+            assert torch.allclose(entry.logits, planner.model(entry.window)[:, -1], atol=1e-5)
+    uncached = planner.plan(state, options.updated(use_cache=False), history=history)
+    np.testing.assert_array_equal(cached.action_tokens, uncached.action_tokens)
+    assert cached.score == pytest.approx(uncached.score, abs=1e-6)
+
+
+def test_past_actions_are_encoded_relative_to_their_own_state() -> None:
+    planner = make_planner(state_dim=2, action_dim=2, n_bins=6, block_transitions=4)
+    relative = BeamPlanner(planner.model, planner.tokenizer, 2, 2, action_offset_dims=[1, 0])
+    history = past_transitions(planner, 2, seed=3)
+    trace: list[TraceEntry] = []
+    relative.plan(np.zeros(2), PlanningOptions(planning_horizon=1), trace=trace,
+                  history=history)
+    for index, past in enumerate(history):
+        start = 1 + index * 6 + 2
+        offsets = past.action - past.state[[1, 0]]
+        assert torch.equal(trace[0].window[0, start:start + 2],
+                           planner.tokenizer.encode(offsets, slice(2, 4)))
 
 
 @pytest.mark.parametrize('mode', ['value', 'likelihood'])
@@ -325,7 +379,13 @@ def test_bad_options_are_rejected_with_the_value() -> None:
         PlanningOptions().updated(beam=3)
     with pytest.raises(ValueError, match='cdf must lie in'):
         PlanningOptions(cdf=1.5)
+    with pytest.raises(ValueError, match='context_transitions must be >= 0, got -1'):
+        PlanningOptions(context_transitions=-1)
     planner = make_planner(state_dim=2, action_dim=2, n_bins=4, block_transitions=2)
     with pytest.raises(ValueError, match=r'finite state of shape \(2,\)'):
         planner.plan(np.zeros(3), PlanningOptions())
     assert math.isfinite(planner.plan(np.zeros(2), PlanningOptions(planning_horizon=1)).score)
+    with pytest.raises(ValueError, match=r'history\[1\] needs a finite \(2,\) state'):
+        planner.plan(np.zeros(2), PlanningOptions(),
+                     history=[PastTransition(np.zeros(2), np.zeros(2), 0.0),
+                              PastTransition(np.zeros(3), np.zeros(2), 0.0)])

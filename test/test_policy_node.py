@@ -238,7 +238,7 @@ def test_configure_fails_cleanly_for_a_bad_checkpoint(graph_factory: Callable,
 def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:
     defaults = {'num_inference_steps': 0, 'sampler': '', 'eta': -1.0, 'guidance_scale': -1.0,
                 'beam_width': 0, 'n_expand': 0, 'planning_horizon': 0, 'top_k': 0,
-                'plan_mode': ''}
+                'plan_mode': '', 'context_transitions': -1}
     assert inference_options('diffusion', defaults) == {}
     options = inference_options('diffusion', {**defaults, 'num_inference_steps': 5,
                                               'sampler': 'ddpm', 'guidance_scale': 0.0})
@@ -246,4 +246,6 @@ def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:
     load_policy(checkpoint).set_inference_options(**options)
     assert inference_options('transformer', {**defaults, 'beam_width': 4, 'plan_mode': 'value'}) \
         == {'beam_width': 4, 'mode': 'value'}
+    assert inference_options('transformer', {**defaults, 'context_transitions': 0}) \
+        == {'context_transitions': 0}, '0 (no history) is a setting, not the default'
     assert inference_options('bc', {**defaults, 'num_inference_steps': 5}) == {}

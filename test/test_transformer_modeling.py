@@ -201,6 +201,80 @@ def test_act_returns_a_chunk_per_batch_row_in_robot_units() -> None:
     assert policy.act(context, goal).shape == (2, 5, 8)
 
 
+def test_acting_remembers_the_last_context_transitions_per_row_until_reset() -> None:
+    policy = tiny_policy(relative_actions=True, relative_goal=True,
+                         planning={'beam_width': 4, 'n_expand': 2,
+                                   'context_transitions': 2}).eval()
+    data = reach_like_data()
+    goal = data['goal'][:2]
+    contexts = [policy.encode_observations(
+        {'joint_pos': data['joint_pos'][None, step:step + 2].reshape(2, 1, 8),
+         'object_state': data['object_state'][None, step:step + 2].reshape(2, 1, 2)})
+        for step in range(0, 8, 2)]
+    first_chunk = policy.act(contexts[0], goal)
+    plans = policy.plan(contexts[1], goal)
+    chunk = policy.act(contexts[1], goal)
+    for row in range(2):
+        past = policy.history[row][-1]
+        np.testing.assert_array_equal(past.state, policy._states(contexts[1], goal)[0][row])
+        np.testing.assert_array_equal(past.action, chunk[row, 0])
+        assert past.reward == float(plans[row].expected_rewards[0])
+        expected = policy.planner.plan(past.state, policy.options, goal=goal[row],
+                                       history=policy.history[row][:1])
+        np.testing.assert_array_equal(plans[row].action_tokens, expected.action_tokens)
+        alone = policy.planner.plan(past.state, policy.options, goal=goal[row])
+        assert plans[row].score != alone.score, 'the history reaches the planner'
+    for context in contexts[2:]:
+        policy.act(context, goal)
+    assert [len(rows) for rows in policy.history.values()] == [2, 2], \
+        'capped at context_transitions'
+    np.testing.assert_array_equal(policy.history[0][-1].state,
+                                  policy._states(contexts[-1], goal)[0][0])
+    policy.act(contexts[0][:1], goal[:1])
+    assert [len(rows) for rows in policy.history.values()] == [1], \
+        'untracked, a new batch size starts afresh'
+    policy.reset()
+    assert policy.history == {}
+    np.testing.assert_array_equal(policy.act(contexts[0], goal), first_chunk)
+    policy.set_inference_options(context_transitions=0)
+    policy.reset()
+    policy.act(contexts[0], goal)
+    assert policy.history == {}, 'without context nothing is remembered'
+
+
+def test_tracked_rows_keep_their_history_when_the_batch_shrinks() -> None:
+    policy = tiny_policy(relative_actions=True, relative_goal=True,
+                         planning={'beam_width': 4, 'n_expand': 2,
+                                   'context_transitions': 2}).eval()
+    data = reach_like_data()
+    goal = data['goal'][:3]
+    context = policy.encode_observations(
+        {'joint_pos': data['joint_pos'][:3, None], 'object_state': data['object_state'][:3, None]})
+    policy.track_rows([0, 1, 2])
+    policy.act(context, goal)
+    kept = list(policy.history[2])
+    policy.track_rows([2])
+    plan = policy.plan(context[2:], goal[2:])[0]
+    state = policy._states(context[2:], goal[2:])[0][0]
+    expected = policy.planner.plan(state, policy.options, goal=goal[2], history=kept)
+    np.testing.assert_array_equal(plan.action_tokens, expected.action_tokens)
+    policy.act(context[2:], goal[2:])
+    assert [len(policy.history[episode]) for episode in (0, 1, 2)] == [1, 1, 2]
+    with pytest.raises(ValueError, match='2 rows but track_rows named 1 episodes'):
+        policy.act(context[:2], goal[:2])
+    policy.reset()
+    assert policy.row_ids is None and policy.history == {}
+
+
+def test_context_transitions_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match='context_transitions must be >= 0, got -1'):
+        tiny_policy(planning={'context_transitions': -1})
+    policy = tiny_policy()
+    assert policy.options.context_transitions == 0, 'old checkpoints plan without history'
+    with pytest.raises(ValueError, match='context_transitions must be >= 0, got -2'):
+        policy.set_inference_options(context_transitions=-2)
+
+
 def test_constraints_reach_the_planner_through_inference_options() -> None:
     policy = tiny_policy().eval()
     lower = policy.tokenizer.centres[13:21].median(dim=1).values.numpy()

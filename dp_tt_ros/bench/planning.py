@@ -27,6 +27,11 @@ freshly initialised weights, its tokenizer fitted on random data: planning cost 
 the weight values. ``sequential_token_steps`` counts the model calls of one plan: tokens the
 planner knows (constant dims, the goal) join the next call. The achieved replanning rate is
 stated against the 10 Hz control rate of the tasks.
+
+Plans start from a history prefix of ``context_transitions`` past transitions, as the policy
+plans (the checkpoint's planning option unless ``--context-transitions`` says otherwise): the
+prefix lengthens the prefill and every attention call. Its transitions are random bin centres;
+the cost depends on the prefix length, not on its values.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
 from dp_tt_ros.policies.transformer.configuration import MODEL_DEFAULTS
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
-from dp_tt_ros.policies.transformer.planner import PlanningOptions
+from dp_tt_ros.policies.transformer.planner import BeamPlanner, PastTransition, PlanningOptions
 
 CONTROL_DT_S = 0.1
 
@@ -68,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='timed full re-forward plans per setting (default 1; they are slow)')
     parser.add_argument('--no-default-setting', action='store_true',
                         help='skip the default beam width and horizon (quick runs)')
+    parser.add_argument('--context-transitions', type=int,
+                        help='past transitions before the current state (default: the '
+                             "checkpoint's planning option; 0 for a fresh model)")
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1)')
     parser.add_argument('--state-dim', type=int, default=11,
@@ -114,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
                                f'{getattr(args, name)}')
     if args.reference_repeats < 0:
         raise CommandError(f'--reference-repeats must be >= 0, got {args.reference_repeats}')
+    if args.context_transitions is not None and args.context_transitions < 0:
+        raise CommandError(f'--context-transitions must be >= 0, got {args.context_transitions}')
     bad = [value for value in args.beam_widths + args.horizons if value < 1]
     if bad:
         raise CommandError(f'beam widths and horizons must be >= 1, got {bad}')
@@ -138,12 +148,15 @@ def run(args: argparse.Namespace) -> int:
     state = planner.tokenizer.centres[:planner.state_dim, planner.tokenizer.n_bins // 2].numpy()
     base = policy.options.updated(mode=args.mode, n_expand=args.n_expand,
                                   target_return=float(planner.tokenizer.centres[-1].mean()))
+    if args.context_transitions is not None:
+        base = base.updated(context_transitions=args.context_transitions)
+    history = random_history(planner, base.context_transitions)
     rows = []
     total = len(settings) * (args.repeats + args.reference_repeats + 1)
     with tqdm(total=total, desc='bench planning', unit='plan') as bar:
         for beam, horizon in sorted(settings):
             options = base.updated(beam_width=beam, planning_horizon=horizon)
-            rows.append(time_setting(planner, state, options, args, bar))
+            rows.append(time_setting(planner, state, history, options, args, bar))
     result: dict[str, Any] = {
         'benchmark': 'planning',
         'machine': machine_info(),
@@ -152,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                   'source': args.checkpoint or 'fresh weights, reach dimensions'},
         'mode': args.mode,
         'n_expand': args.n_expand,
+        'context_transitions': base.context_transitions,
         'settings': rows,
     }
     for row in rows:
@@ -161,20 +175,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def time_setting(planner: Any, state: np.ndarray, options: PlanningOptions,
-                 args: argparse.Namespace, bar: tqdm) -> dict[str, Any]:
+def random_history(planner: BeamPlanner, count: int, seed: int = 0) -> list[PastTransition]:
+    """Return ``count`` past transitions of random bin centres (absolute actions)."""
+    centres = planner.tokenizer.centres.numpy()
+    dims = planner.state_dim + planner.action_dim + 1
+    picks = np.random.default_rng(seed).integers(0, centres.shape[1], (count, dims))
+    rows = centres[np.arange(dims), picks]
+    states, actions = rows[:, :planner.state_dim], rows[:, planner.state_dim:dims - 1]
+    if planner.offset_dims is not None:
+        actions = actions + states[:, planner.offset_dims]
+    return [PastTransition(state, action, float(row[-1]))
+            for state, action, row in zip(states, actions, rows)]
+
+
+def time_setting(planner: Any, state: np.ndarray, history: list[PastTransition],
+                 options: PlanningOptions, args: argparse.Namespace,
+                 bar: tqdm) -> dict[str, Any]:
     """Time cached and full re-forward plans alternately; one untimed warm-up plan first."""
     cached_options = options.updated(use_cache=True)
     reference_options = options.updated(use_cache=False)
-    planner.plan(state, cached_options)
+    planner.plan(state, cached_options, history=history)
     bar.update(1)
     cached, reference = [], []
     for repeat in range(max(args.repeats, args.reference_repeats)):
         if repeat < args.repeats:
-            cached.append(_timed_ms(planner, state, cached_options))
+            cached.append(_timed_ms(planner, state, history, cached_options))
             bar.update(1)
         if repeat < args.reference_repeats:
-            reference.append(_timed_ms(planner, state, reference_options))
+            reference.append(_timed_ms(planner, state, history, reference_options))
             bar.update(1)
     tokens = planner.model_calls(options.planning_horizon)
     row: dict[str, Any] = {
@@ -190,9 +218,10 @@ def time_setting(planner: Any, state: np.ndarray, options: PlanningOptions,
     return row
 
 
-def _timed_ms(planner: Any, state: np.ndarray, options: PlanningOptions) -> float:
+def _timed_ms(planner: Any, state: np.ndarray, history: list[PastTransition],
+              options: PlanningOptions) -> float:
     start = time.perf_counter()
-    planner.plan(state, options)
+    planner.plan(state, options, history=history)
     return (time.perf_counter() - start) * 1e3
 
 

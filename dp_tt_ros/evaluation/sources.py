@@ -72,6 +72,7 @@ class PolicySource:
 
     def predict(self, obs: dict[str, np.ndarray], goal: np.ndarray | None,
                 env_indices: Sequence[int]) -> np.ndarray:
+        self.policy.track_rows(env_indices)
         chunks = np.asarray(self.policy.predict_action(obs, goal if self.uses_goal else None))
         return np.stack([reorder_joints(self.joint_names, chunk, COMMAND_JOINTS)
                          for chunk in chunks])

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -152,3 +152,6 @@ class Policy(nn.Module, ABC):
 
     def reset(self) -> None:
         """Forget per-episode state; stateless policies need nothing."""
+
+    def track_rows(self, episode_ids: Sequence[int]) -> None:
+        """Name the episode of each row of the next ``act``; stateless policies ignore it."""

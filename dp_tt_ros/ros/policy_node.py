@@ -90,6 +90,8 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
               int_range(0, 100000)),
     'plan_mode': ('', "transformer: 'value', 'return' or 'likelihood'; empty = checkpoint default",
                   {}),
+    'context_transitions': (-1, 'transformer: past transitions the plan sees (0 = none); '
+                            'negative = checkpoint default', int_range(-1, 4096)),
     'publish_timing': (False, 'publish per-chunk timing on /policy/timing (for bench ros)', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
@@ -108,6 +110,8 @@ def inference_options(policy_type: str, params: dict[str, Any]) -> dict[str, Any
         options = {name: params[name] or None
                    for name in ('beam_width', 'n_expand', 'planning_horizon', 'top_k')}
         options['mode'] = params['plan_mode'] or None
+        if params['context_transitions'] >= 0:
+            options['context_transitions'] = params['context_transitions']
     else:
         options = {}
     return {name: value for name, value in options.items() if value is not None}

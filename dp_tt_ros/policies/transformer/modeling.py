@@ -26,7 +26,9 @@ seven joint tokens, which a model trained on a few hundred demos does not learn.
 that never changed within a training episode (a world-frame goal, fixed scene objects) are listed
 in ``static_state_dims``; planning copies them into predicted states instead of decoding them.
 ``act`` plans from that state with beam search and returns the planned actions as the chunk,
-so the executor's receding horizon works exactly as for Diffusion Policy. The tokenizer's bin
+so the executor's receding horizon works exactly as for Diffusion Policy. With the planning
+option ``context_transitions`` the plan also sees the last transitions this policy made in the
+episode (see :class:`~dp_tt_ros.policies.transformer.planner.PastTransition`). The tokenizer's bin
 edges are a buffer of this module and travel in ``model.safetensors`` with the weights.
 """
 
@@ -44,7 +46,8 @@ from dp_tt_ros.policies.transformer.configuration import GOAL_KEY, JOINT_KEY, mo
 from dp_tt_ros.policies.transformer.dataset import TransitionDataset, discounted_values
 from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
 from dp_tt_ros.policies.transformer.planner import (ActionConstraint, BeamPlanner,
-                                                    PandaKinematics, Plan, PlanningOptions)
+                                                    PandaKinematics, PastTransition, Plan,
+                                                    PlanningOptions)
 from dp_tt_ros.policies.transformer.tokenizer import Discretizer
 from dp_tt_ros.robot import PANDA_LIMITS
 
@@ -87,6 +90,8 @@ class TrajectoryTransformerPolicy(Policy):
                     **dict(config.get('planning', {}))}
         self.options = PlanningOptions().updated(**planning)
         self.constraints: list[ActionConstraint] = []
+        self.history: dict[int, list[PastTransition]] = {}
+        self.row_ids: list[int] | None = None
         weights = torch.ones(transition_dim)
         weights[self.state_dim:self.state_dim + spec.action_dim] = self.settings['action_weight']
         weights[-2] = self.settings['reward_weight']
@@ -212,11 +217,23 @@ class TrajectoryTransformerPolicy(Policy):
         Relative actions are offsets added to (predicted) joint positions, so a plan can end up
         past a joint limit no demo reached; the chunk is clamped to the robot's position limits,
         where the arm would stop anyway, instead of being rejected whole by the executor.
+        Each call is one step of the episode: with ``context_transitions`` it is remembered as
+        the state planned from, the first action commanded and the plan's predicted reward (the
+        policy never sees the real one).
         """
-        chunk = np.stack([plan.actions for plan in self.plan(context, goal)])
+        states, goal = self._states(context, goal)
+        plans = self._plan(states, goal)
+        chunk = np.stack([plan.actions for plan in plans])
         if self.action_offset_dims is not None:
             chunk = np.clip(chunk, *self._position_limits())
-        return chunk.astype(np.float32)
+        chunk = chunk.astype(np.float32)
+        keep = self.options.context_transitions
+        if keep:
+            for row, (episode, plan) in enumerate(zip(self._episodes(len(states)), plans)):
+                past = PastTransition(states[row].copy(), chunk[row, 0].astype(np.float64),
+                                      float(plan.expected_rewards[0]))
+                self.history[episode] = [*self.history.get(episode, []), past][-keep:]
+        return chunk
 
     def _position_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Position limits in the spec's joint order; unbounded for joints the robot lacks."""
@@ -228,7 +245,26 @@ class TrajectoryTransformerPolicy(Policy):
         return np.array(lower), np.array(upper)
 
     def plan(self, context: np.ndarray, goal: np.ndarray | None = None) -> list[Plan]:
-        """Run the planner per batch row and return the full plans (scores, rewards)."""
+        """
+        Run the planner per batch row and return the full plans (scores, rewards).
+
+        Plans see the remembered history but, unlike ``act``, add nothing to it: nothing was
+        commanded.
+        """
+        return self._plan(*self._states(context, goal))
+
+    def reset(self) -> None:
+        """Forget the past transitions: a new episode did not come from them."""
+        self.history = {}
+        self.row_ids = None
+
+    def track_rows(self, episode_ids: Sequence[int]) -> None:
+        """Match rows to episodes by these ids, so history survives rows leaving the batch."""
+        self.row_ids = [int(episode) for episode in episode_ids]
+
+    def _states(self, context: np.ndarray, goal: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the planner states ``(B, state_dim)`` and the goals as ``(B, goal_dim)``."""
         context = np.asarray(context, dtype=np.float64)
         if context.ndim != 3 or context.shape[2] != self.context_dim:
             raise ValueError(f'context must be (B, To, {self.context_dim}), got {context.shape}')
@@ -239,16 +275,31 @@ class TrajectoryTransformerPolicy(Policy):
             goal = np.asarray(goal, dtype=np.float64).reshape(context.shape[0], -1)
             if goal.shape[1] != self.spec.goal_dim:
                 raise ValueError(f'goal must be (B, {self.spec.goal_dim}), got {goal.shape}')
-            states = self._goal_from_tool(np.concatenate([context[:, -1], goal], axis=1))
-        else:
-            states = context[:, -1]
+            return self._goal_from_tool(np.concatenate([context[:, -1], goal], axis=1)), goal
+        return context[:, -1], goal
+
+    def _episodes(self, rows: int) -> list[int]:
+        """Episode of each row: the tracked ids, else the row's position."""
+        if self.row_ids is None:
+            return list(range(rows))
+        if len(self.row_ids) != rows:
+            raise ValueError(f'{rows} rows but track_rows named {len(self.row_ids)} episodes')
+        return self.row_ids
+
+    def _plan(self, states: np.ndarray, goal: np.ndarray | None) -> list[Plan]:
+        if self.row_ids is None and len(self.history) not in (0, len(states)):
+            # Untracked rows are episodes by position, which a new batch size breaks.
+            self.history = {}
+        keep = self.options.context_transitions
         was_training = self.training
         self.eval()
         try:
             planner = self.planner
             return [planner.plan(state, self.options, self.constraints,
-                                 goal=None if goal is None else goal[row])
-                    for row, state in enumerate(states)]
+                                 goal=None if goal is None else goal[row],
+                                 history=self.history.get(episode, [])[-keep:] if keep else ())
+                    for row, (episode, state) in enumerate(zip(self._episodes(len(states)),
+                                                               states))]
         finally:
             self.train(was_training)
 

@@ -29,6 +29,13 @@ Action tokens may encode offsets from the joint positions in the same transition
 (``action_offset_dims``): the planner then adds the current state's exact values at the first
 step and the decoded predicted state at later ones, so plans and constraints see absolute targets.
 
+A plan may start from a ``history`` of transitions already made, placed between the conditioning
+token and the current state as trajectory-transformer's prefix context: ``[c, s_-k a_-k r_-k
+V_-k, ..., s_t]``. A single state says where the arm is but not where it is heading; the past
+transitions carry the motion, so the model can keep a detour going instead of turning back. Past
+values are unknown and get a placeholder token, which is harmless because value tokens are never
+attended to.
+
 Tokens the planner already knows are appended without asking the model, and a run of them joins
 the next forward call: dimensions that never varied in the training data (their one token), and
 ``fixed_state_dims`` of predicted states, which keep the current state's tokens (the goal does
@@ -86,6 +93,9 @@ class PlanningOptions:
     target_return: float | None = None
     use_cache: bool = True
     seed: int = 0
+    # Past transitions a policy puts before the current state; the planner itself plans from
+    # whatever history it is given. 0 plans from the state alone, as the shipped models do.
+    context_transitions: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,6 +104,8 @@ class PlanningOptions:
         for name in ('beam_width', 'n_expand', 'planning_horizon'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
+        if int(self.context_transitions) < 0:
+            raise ValueError(f'context_transitions must be >= 0, got {self.context_transitions!r}')
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f'top_k must be >= 1 or None, got {self.top_k!r}')
         if self.cdf is not None and not 0.0 <= self.cdf < 1.0:
@@ -316,6 +328,15 @@ def _rot_x(angle: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
 
 
+@dataclass(frozen=True)
+class PastTransition:
+    """A transition already made: the state planned from, the absolute action, its reward."""
+
+    state: np.ndarray
+    action: np.ndarray
+    reward: float
+
+
 @dataclass
 class Plan:
     """The winning beam: planned actions in robot units and what ranked it."""
@@ -419,22 +440,30 @@ class BeamPlanner:
     @torch.inference_mode()
     def plan(self, state: np.ndarray, options: PlanningOptions,
              constraints: Sequence[ActionConstraint] = (), goal: np.ndarray | None = None,
-             trace: list[TraceEntry] | None = None) -> Plan:
-        """Plan ``options.planning_horizon`` actions from the current ``state`` (one step)."""
+             trace: list[TraceEntry] | None = None,
+             history: Sequence[PastTransition] = ()) -> Plan:
+        """
+        Plan ``options.planning_horizon`` actions from the current ``state`` (one step).
+
+        ``history`` holds the transitions that led to ``state``, oldest first; a window too
+        long for the model's block is slid like any other, dropping the oldest.
+        """
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (self.state_dim,) or not np.all(np.isfinite(state)):
             raise ValueError(f'plan expects a finite state of shape ({self.state_dim},), got '
                              f'shape {state.shape}')
         device = self.model.head_weight.device
         generator = torch.Generator(device='cpu').manual_seed(options.seed)
+        past = self._history_tokens(history)
         first = torch.full((1, 1), self.model.config.null_return, dtype=torch.long)
         if options.mode == 'return':
-            first = self._encode(np.array([options.target_return]), self.return_dim)[None, :]
+            target = self._return_before(past, options.target_return, options.discount)
+            first = self._encode(np.array([target]), self.return_dim)[None, :]
         state_tokens = self._encode(state, 0, self.state_dim)[None, :]
         constant = torch.tensor(self.constant[:self.state_dim])
         state_tokens[:, constant] = self.constant_tokens[:self.state_dim][constant]
-        beams = _Beams(self.model, torch.cat([first, state_tokens], dim=1).to(device),
-                       options.use_cache, trace)
+        window = torch.cat([first, past.reshape(1, -1), state_tokens], dim=1)
+        beams = _Beams(self.model, window.to(device), options.use_cache, trace)
         goal_tensor = None if goal is None else torch.as_tensor(goal, dtype=torch.float64)
         beams.per_beam = {
             'score': torch.zeros(1, dtype=torch.float64, device=device),
@@ -496,6 +525,40 @@ class BeamPlanner:
                 end_dim: int | None = None) -> torch.Tensor:
         end_dim = first_dim + len(values) if end_dim is None else end_dim
         return self.tokenizer.encode(values, slice(first_dim, end_dim)).cpu()
+
+    def _history_tokens(self, history: Sequence[PastTransition]) -> torch.Tensor:
+        """Tokens ``(k, transition_dim)`` of past transitions, encoded as the training data."""
+        rows = []
+        for index, past in enumerate(history):
+            state = np.asarray(past.state, dtype=np.float64)
+            action = np.asarray(past.action, dtype=np.float64)
+            if (state.shape != (self.state_dim,) or action.shape != (self.action_dim,)
+                    or not np.all(np.isfinite(state)) or not np.all(np.isfinite(action))
+                    or not math.isfinite(past.reward)):
+                raise ValueError(f'history[{index}] needs a finite ({self.state_dim},) state, '
+                                 f'({self.action_dim},) action and reward; got shapes '
+                                 f'{state.shape}, {action.shape} and reward {past.reward!r}')
+            if self.offset_dims is not None:
+                action = action - state[self.offset_dims]
+            rows.append(np.concatenate([state, action, [past.reward, 0.0]]))
+        if not rows:
+            return torch.zeros(0, self.transition_dim, dtype=torch.long)
+        tokens = self._encode(np.stack(rows), 0, self.transition_dim)
+        constant = torch.tensor(self.constant)
+        tokens[:, constant] = self.constant_tokens[constant]
+        return tokens
+
+    def _return_before(self, past: torch.Tensor, target: float, discount: float) -> float:
+        """
+        Return the return-to-go from the oldest past transition that leaves ``target`` from now.
+
+        The inverse of :meth:`_shift_return`: it adds the past rewards' bin centres, so a slide
+        past the history restores the target up to the return token's bin.
+        """
+        centres = self.tokenizer.centres[self.reward_dim]
+        rewards = centres[past[:, self.reward_dim].to(centres.device)].cpu()
+        weights = discount ** torch.arange(len(past), dtype=torch.float64)
+        return float(rewards @ weights) + discount ** len(past) * target
 
     def _room(self, beams: _Beams, options: PlanningOptions) -> None:
         """Slide the window before the model would be fed more tokens than its block holds."""
