@@ -38,9 +38,10 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
 from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
+from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
 from dp_tt_ros.robot import COMMAND_JOINTS
 from dp_tt_ros.ros.context import checkpoint_id, encode_context, stamp_to_ns
-from dp_tt_ros.ros.policy_node import inference_options, PolicyNode
+from dp_tt_ros.ros.policy_node import inference_options, PolicyNode, warm_up
 
 STAMP = 1_700_000_000_987_654_321
 
@@ -249,3 +250,19 @@ def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:
     assert inference_options('transformer', {**defaults, 'context_transitions': 0}) \
         == {'context_transitions': 0}, '0 (no history) is a setting, not the default'
     assert inference_options('bc', {**defaults, 'num_inference_steps': 5}) == {}
+
+
+def test_warm_up_leaves_no_history_for_the_first_episode() -> None:
+    rng = np.random.default_rng(0)
+    spec = PolicySpec(policy_type='transformer', obs_shapes={'joint_pos': [8]}, goal_dim=3,
+                      horizon=2, n_action_steps=1, n_obs_steps=1, dt=0.1)
+    data = {'joint_pos': rng.uniform(-1, 1, (40, 8)), 'goal': rng.uniform(-1, 1, (40, 3)),
+            'action': rng.uniform(-1, 1, (40, 8)), 'reward': -rng.uniform(0, 1, 40),
+            'episode_ends': np.array([20, 40])}
+    policy = TrajectoryTransformerPolicy.build(
+        data, spec, n_layer=1, n_head=2, n_embd=16, n_bins=8, window_transitions=4, dropout=0.0,
+        planning={'beam_width': 2, 'planning_horizon': 2, 'context_transitions': 2})
+    warm_up(policy, 2)
+    assert policy.history == {}
+    policy.act(np.zeros((1, 1, policy.context_dim), np.float32), np.zeros((1, 3), np.float32))
+    assert len(policy.history[0]) == 1, 'real steps are remembered'

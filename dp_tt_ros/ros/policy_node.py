@@ -117,6 +117,15 @@ def inference_options(policy_type: str, params: dict[str, Any]) -> dict[str, Any
     return {name: value for name, value in options.items() if value is not None}
 
 
+def warm_up(policy: Policy, runs: int) -> None:
+    """Run inference on a dummy context so tracing and allocation happen before activation."""
+    context = np.zeros((1, policy.n_obs_steps, policy.context_dim), np.float32)
+    goal = np.zeros((1, policy.spec.goal_dim), np.float32) if policy.spec.goal_dim else None
+    for _ in range(runs):
+        policy.act(context, goal)
+    policy.reset()  # the dummy steps are no episode's history
+
+
 class PolicyNode(Node):
     """Lifecycle-managed inference: newest context in, one action chunk out."""
 
@@ -166,7 +175,7 @@ class PolicyNode(Node):
             except (ValueError, TypeError) as error:
                 raise NodeConfigError(f'inference parameters {options}: {error}') from error
             self.checkpoint_id = checkpoint_id(directory)
-            self._warm_up(policy, params['warmup_runs'])
+            warm_up(policy, params['warmup_runs'])
         except (NodeConfigError, CheckpointError, RuntimeError) as error:
             self._problem(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
@@ -194,14 +203,10 @@ class PolicyNode(Node):
             f'options {options or "checkpoint defaults"}')
         return TransitionCallbackReturn.SUCCESS
 
-    def _warm_up(self, policy: Policy, runs: int) -> None:
-        """Run inference on a dummy context so tracing and allocation happen before activation."""
-        context = np.zeros((1, policy.n_obs_steps, policy.context_dim), np.float32)
-        goal = np.zeros((1, policy.spec.goal_dim), np.float32) if policy.spec.goal_dim else None
-        for _ in range(runs):
-            policy.act(context, goal)
-
     def on_activate(self, state: State) -> TransitionCallbackReturn:
+        with self.policy_lock:
+            if self.policy is not None:
+                self.policy.reset()  # the arm may have moved while inactive
         self.active.set()
         return super().on_activate(state)
 
