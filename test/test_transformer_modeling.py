@@ -201,10 +201,15 @@ def test_act_returns_a_chunk_per_batch_row_in_robot_units() -> None:
     assert policy.act(context, goal).shape == (2, 5, 8)
 
 
+def history_policy() -> TrajectoryTransformerPolicy:
+    """A tiny policy with relative actions that plans from its last 2 transitions."""
+    return tiny_policy(relative_actions=True, relative_goal=True,
+                       planning={'beam_width': 4, 'n_expand': 2,
+                                 'context_transitions': 2}).eval()
+
+
 def test_acting_remembers_the_last_context_transitions_per_row_until_reset() -> None:
-    policy = tiny_policy(relative_actions=True, relative_goal=True,
-                         planning={'beam_width': 4, 'n_expand': 2,
-                                   'context_transitions': 2}).eval()
+    policy = history_policy()
     data = reach_like_data()
     goal = data['goal'][:2]
     contexts = [policy.encode_observations(
@@ -243,9 +248,7 @@ def test_acting_remembers_the_last_context_transitions_per_row_until_reset() -> 
 
 
 def test_tracked_rows_keep_their_history_when_the_batch_shrinks() -> None:
-    policy = tiny_policy(relative_actions=True, relative_goal=True,
-                         planning={'beam_width': 4, 'n_expand': 2,
-                                   'context_transitions': 2}).eval()
+    policy = history_policy()
     data = reach_like_data()
     goal = data['goal'][:3]
     context = policy.encode_observations(
