@@ -202,7 +202,7 @@ def test_act_returns_a_chunk_per_batch_row_in_robot_units() -> None:
 
 
 def history_policy() -> TrajectoryTransformerPolicy:
-    """A tiny policy with relative actions that plans from its last 2 transitions."""
+    """Build a tiny policy with relative actions that plans from its last 2 transitions."""
     return tiny_policy(relative_actions=True, relative_goal=True,
                        planning={'beam_width': 4, 'n_expand': 2,
                                  'context_transitions': 2}).eval()
