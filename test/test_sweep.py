@@ -15,10 +15,12 @@
 """Sweeps: config expansion and validation, a tiny real sweep with plots, resuming from cache."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file, save_file
 
 from dp_tt_ros import paths
 from dp_tt_ros.evaluation.sweep import SweepError, expand_runs, load_sweep_file, run_sweep
@@ -103,3 +105,19 @@ def test_missing_checkpoints_fail_fast_or_are_skipped(tmp_path):
     result = run_sweep(sweep, tmp_path / 'out', tmp_path, skip_missing=True)
     assert [run['label'] for run in result['runs']] == ['expert']
     assert result['skipped'] == ['dp']
+
+
+def test_a_checkpoint_retrained_in_place_is_evaluated_again(tmp_path):
+    shutil.copytree(paths.models_dir() / 'bc_reach', tmp_path / 'bc_reach')
+    sweep = {'name': 'retrain', 'task': 'reach', 'episodes': 1,
+             'runs': [{'label': 'bc', 'checkpoint': 'bc_reach'}]}
+    first = run_sweep(sweep, tmp_path / 'out', tmp_path)['runs'][0]
+    assert run_sweep(sweep, tmp_path / 'out', tmp_path)['runs'][0]['wall_s'] == first['wall_s']
+    weights = tmp_path / 'bc_reach' / 'model.safetensors'
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights)
+    again = run_sweep(sweep, tmp_path / 'out', tmp_path)['runs'][0]
+    assert again['checkpoint_sha256'] != first['checkpoint_sha256']
+    assert again['wall_s'] != first['wall_s']

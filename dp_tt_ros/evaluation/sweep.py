@@ -21,11 +21,14 @@ A sweep file has top-level defaults (``episodes``, ``seed``, ``batch`` and any r
 values, e.g. ``checkpoint: '{series}_{task}'``), and ``plots``. Every run key is an
 :class:`EvalSettings` field, plus ``group`` and ``series`` that plots select and colour by.
 Relative checkpoints are looked up in the models folder.
-Finished runs are cached under ``OUT/runs/``, so an interrupted sweep resumes where it stopped.
+Finished runs are cached under ``OUT/runs/``, so an interrupted sweep resumes where it stopped;
+a cached run counts only while its checkpoint's files are byte-identical (a checkpoint retrained
+in place is evaluated again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import asdict, fields
@@ -144,12 +147,27 @@ def _cache_paths(out_dir: Path, index: int) -> tuple[Path, Path]:
     return out_dir / 'runs' / f'{index:03d}.json', out_dir / 'runs' / f'{index:03d}.npz'
 
 
-def _load_cached(out_dir: Path, index: int, settings: EvalSettings) -> RunOutcome | None:
+def checkpoint_digest(checkpoint: str) -> str | None:
+    """SHA-256 over a checkpoint's config and weights; None for the scripted expert."""
+    if checkpoint == EXPERT:
+        return None
+    folder = Path(checkpoint)
+    digest = hashlib.sha256()
+    for path in [folder / 'config.json', *sorted(folder.glob('*.safetensors'))]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _load_cached(out_dir: Path, index: int, settings: EvalSettings,
+                 digest: str | None) -> RunOutcome | None:
     report_path, paths_path = _cache_paths(out_dir, index)
     if not (report_path.is_file() and paths_path.is_file()):
         return None
     report = json.loads(report_path.read_text())
     if report.get('settings') != json.loads(json.dumps(asdict(settings))):
+        return None
+    if digest is not None and report.get('checkpoint_sha256') != digest:
         return None
     with np.load(paths_path) as stored:
         ee_paths = [stored[key] for key in sorted(stored.files, key=lambda k: int(k[1:]))]
@@ -201,7 +219,8 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path,
     for index, settings in enumerate(tqdm(runs, desc='sweep', unit='run')):
         if settings.checkpoint in missing:
             continue
-        outcome = _load_cached(out_dir, index, settings)
+        digest = checkpoint_digest(settings.checkpoint)
+        outcome = _load_cached(out_dir, index, settings, digest)
         if outcome is None:
             same = by_experiment.get(_experiment_key(settings))
             try:
@@ -209,6 +228,8 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path,
                            else run_evaluation(settings))
             except ValueError as error:
                 raise SweepError(f'run {settings.display_label()!r}: {error}') from error
+            if digest is not None:
+                outcome.report['checkpoint_sha256'] = digest
             _store(out_dir, index, outcome)
         by_experiment.setdefault(_experiment_key(settings), outcome)
         outcomes.append(outcome)
