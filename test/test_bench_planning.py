@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from dp_tt_ros.bench.planning import replanning
+from dp_tt_ros.bench.planning import kernel_floor, replanning
+from dp_tt_ros.policies.transformer.gpt import GPTConfig, TrajectoryGPT
+from dp_tt_ros.policies.transformer.planner import PlanningOptions
 from dp_tt_ros.cli import main
 
 
@@ -64,3 +66,16 @@ def test_bad_arguments_are_reported(arguments: list[str], message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(['bench', 'planning', *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_kernel_floor_bounds_the_speedup_by_the_reference_per_token_step() -> None:
+    model = TrajectoryGPT(GPTConfig(n_bins=8, transition_dim=5, block_size=20, n_layer=2,
+                                    n_head=2, n_embd=16, dropout=0.0)).eval()
+    row = {'sequential_token_steps': 10, 'cached_ms_per_token_step': 0.5,
+           'reference_ms': {'median': 20.0}}
+    floor = kernel_floor(model, row, PlanningOptions(beam_width=2, n_expand=2))
+    assert floor['rows'] == 4
+    assert floor['reference_us_per_token_step'] == 2000.0
+    assert floor['measured_us_per_token_step'] == 500.0
+    assert 0 < floor['us_per_token_step'] < 2000.0
+    assert floor['speedup_bound'] == 2000.0 / floor['us_per_token_step']

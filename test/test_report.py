@@ -74,7 +74,7 @@ def test_replace_block_requires_the_markers_once() -> None:
 
 def test_ablation_section_lists_every_run_and_what_was_skipped(tmp_path: Path) -> None:
     assert report.ablation_section(tmp_path) == []
-    run = {'label': 'K=4 ddim', 'settings': {'task': 'avoid', 'tags': {'group': 'K'}},
+    run = {'label': 'K=4 ddim', 'settings': {'task': 'avoid', 'seed': 100, 'tags': {'group': 'K'}},
            'summary': {'episodes': 50,
                        'success_rate': {'value': 0.5, 'ci_low': 0.4, 'ci_high': 0.6},
                        'collision_rate': {'value': 0.0, 'ci_low': 0.0, 'ci_high': 0.07}},
@@ -83,7 +83,7 @@ def test_ablation_section_lists_every_run_and_what_was_skipped(tmp_path: Path) -
     (tmp_path / 'ablations' / 'results.json').write_text(json.dumps(
         {'runs': [run], 'skipped': ['beta=linear'], 'plots': ['success_vs_k.png']}))
     lines = report.ablation_section(tmp_path)
-    assert lines[0] == '### Ablations (avoid, 50 episodes per run)'
+    assert lines[0] == '### Ablations (avoid, 50 episodes per run, seeds 100–149)'
     assert '| K | K=4 ddim | 50% [40, 60] | 0% [0, 7] | 4.2 |' in lines
     assert 'Not run (checkpoint missing): beta=linear.' in lines
     assert '![success_vs_k.png](results/ablations/success_vs_k.png)' in lines

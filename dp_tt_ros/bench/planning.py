@@ -32,6 +32,11 @@ Plans start from a history prefix of ``context_transitions`` past transitions, a
 plans (the checkpoint's planning option unless ``--context-transitions`` says otherwise): the
 prefix lengthens the prefill and every attention call. Its transitions are random bin centres;
 the cost depends on the prefix length, not on its values.
+
+``kernel_floor`` (default setting) times each kernel of one cached token step on its own, hot in
+cache, and adds them up: what a token step would cost with no framework overhead at all. The
+reference's cost per token step over that floor bounds the speed-up any Python-side saving can
+reach at this model size.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from dp_tt_ros.bench.common import machine_info, summarize, write_json
@@ -50,6 +56,7 @@ from dp_tt_ros.cli import CommandError
 from dp_tt_ros.policies.base import PolicySpec
 from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
 from dp_tt_ros.policies.transformer.configuration import MODEL_DEFAULTS
+from dp_tt_ros.policies.transformer.gpt import TrajectoryGPT
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
 from dp_tt_ros.policies.transformer.planner import BeamPlanner, PastTransition, PlanningOptions
 
@@ -171,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         if (row['beam_width'], row['planning_horizon']) == default_setting:
             result['default'] = {**row, **replanning(row['cached_ms']['median'])}
+            if 'reference_ms' in row:
+                result['kernel_floor'] = kernel_floor(planner.model, row, base)
     write_json(result, args.json)
     return 0
 
@@ -233,3 +242,58 @@ def replanning(plan_ms: float) -> dict[str, Any]:
         'replans_every_control_step': every == 1,
         'replan_every_n_control_steps': every,
     }
+
+
+def kernel_floor(model: TrajectoryGPT, row: dict[str, Any],
+                 options: PlanningOptions) -> dict[str, Any]:
+    """Sum of one cached token step's kernels, each timed alone at the setting's row count."""
+    config = model.config
+    rows = options.beam_width * options.n_expand
+    position = min(config.block_size - 1, row['sequential_token_steps'])
+    end = position + 1
+    head_dim = config.n_embd // config.n_head
+    x = torch.randn(rows, config.n_embd)
+    qkv = torch.randn(rows, 3 * config.n_embd)
+    cache = torch.randn(2, rows, config.n_head, config.block_size, head_dim)
+    bias = model.attn_bias[position:end, :end]
+    bins = torch.zeros(rows, 1, dtype=torch.long)
+
+    def cache_write() -> None:
+        query, key, value = qkv.view(rows, 3, config.n_head, 1, -1).unbind(1)
+        cache[0, :, :, position] = key[:, :, 0]
+        cache[1, :, :, position] = value[:, :, 0]
+
+    def attention() -> torch.Tensor:
+        query = qkv.view(rows, 3, config.n_head, 1, -1)[:, 0]
+        return F.scaled_dot_product_attention(query, cache[0, :, :, :end], cache[1, :, :, :end],
+                                              attn_mask=bias)
+
+    block = model.blocks[0]
+    per_layer = [lambda: block.ln_1(x), lambda: block.attn.qkv(x), cache_write, attention,
+                 lambda: block.attn.proj(x), lambda: x + x, lambda: block.ln_2(x),
+                 lambda: block.mlp(x), lambda: x + x]
+    once = [lambda: model.embed(bins, position), lambda: model.ln_f(x),
+            lambda: torch.addmm(model.head_bias[0], x, model.head_weight[0])]
+    with torch.no_grad():
+        layer_us = sum(_kernel_us(kernel) for kernel in per_layer)
+        step_us = config.n_layer * layer_us + sum(_kernel_us(kernel) for kernel in once)
+    reference_per_token = float(row['reference_ms']['median']) / row['sequential_token_steps']
+    return {
+        'rows': rows,
+        'us_per_token_step': step_us,
+        'measured_us_per_token_step': row['cached_ms_per_token_step'] * 1e3,
+        'reference_us_per_token_step': reference_per_token * 1e3,
+        'speedup_bound': reference_per_token * 1e3 / step_us,
+    }
+
+
+def _kernel_us(kernel: Any, repeats: int = 2000) -> float:
+    """Median of five timed batches of ``repeats`` calls, after one warm-up batch."""
+    batches = []
+    for batch in range(6):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            kernel()
+        if batch:
+            batches.append((time.perf_counter() - start) / repeats * 1e6)
+    return float(np.median(batches))

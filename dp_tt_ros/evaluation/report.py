@@ -231,6 +231,12 @@ def _planning_row(report: dict[str, Any]) -> tuple[str, str, str]:
               f'{_verdict(speedup >= PLANNING_TARGET_SPEEDUP)})')
     if 'plans_per_second' in setting:
         result += f'; {setting["plans_per_second"]:.1f} plans/s'
+    floor = report.get('kernel_floor')
+    if floor:
+        result += (f'; its kernels alone, timed one by one, take '
+                   f'{floor["us_per_token_step"]:.0f} µs per token step against the re-forward\'s '
+                   f'{floor["reference_us_per_token_step"]:.0f} µs, a bound of '
+                   f'{floor["speedup_bound"]:.1f}× at this size')
     return what, f'`{command}`', result
 
 
@@ -321,8 +327,11 @@ def ablation_section(results_dir: Path) -> list[str]:
     runs = sweep['runs']
     tasks = sorted({run['settings']['task'] for run in runs})
     episodes = sorted({run['summary']['episodes'] for run in runs})
+    seeds = sorted({run['settings']['seed'] for run in runs})
+    scenes = (f', seeds {seeds[0]}–{seeds[0] + episodes[-1] - 1}'
+              if len(seeds) == 1 and len(episodes) == 1 else '')
     lines = [f'### Ablations ({", ".join(tasks)}, {"/".join(map(str, episodes))} episodes per '
-             'run)', '',
+             f'run{scenes})', '',
              f'`scripts/train_ablations.sh` (trains the training-time variants, then runs '
              f'`dp-tt-ros eval --sweep config/sweeps/ablations.yaml --out results/{ABLATIONS}`); '
              f'full table in `results/{ABLATIONS}/results.md`.', '',
