@@ -26,7 +26,7 @@ from std_msgs.msg import Float32MultiArray
 from dp_tt_ros.policies.checkpoint import CheckpointError, FORMAT_VERSION
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS
 from dp_tt_ros.ros.context import (
-    checkpoint_id, chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
+    chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
     LatestOnly, NodeConfigError, ns_to_stamp, resolve_checkpoint, RollingSamples, stamp_to_ns,
     task_episode)
 
@@ -102,14 +102,6 @@ def test_joint_state_vectors_average_the_fingers_in_any_name_order() -> None:
         joint_state_vectors(names[1:], positions[1:], [])
     with pytest.raises(ValueError, match='equal counts'):
         joint_state_vectors(names, positions, [0.0])
-
-
-def test_checkpoint_id_depends_on_file_contents(tmp_path: Path) -> None:
-    for name in ('config.json', 'model.safetensors'):
-        (tmp_path / name).write_bytes(b'x')
-    first = checkpoint_id(tmp_path)
-    (tmp_path / 'model.safetensors').write_bytes(b'y')
-    assert checkpoint_id(tmp_path) != first and len(first) == 16
 
 
 def test_task_episode_reads_the_episode_key() -> None:

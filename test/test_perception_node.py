@@ -35,11 +35,10 @@ from std_msgs.msg import Float32MultiArray
 import torch
 
 from dp_tt_ros.policies.base import PolicySpec
-from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
+from dp_tt_ros.policies.checkpoint import checkpoint_id, load_policy, save_checkpoint
 from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS
-from dp_tt_ros.ros.context import (
-    checkpoint_id, decode_context, NodeConfigError, ns_to_stamp, PolicyContext)
+from dp_tt_ros.ros.context import decode_context, NodeConfigError, ns_to_stamp, PolicyContext
 from dp_tt_ros.ros.conversions import image_to_msg
 from dp_tt_ros.ros.perception_node import PerceptionNode
 

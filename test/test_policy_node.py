@@ -36,11 +36,11 @@ import torch
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_tt_ros.policies.base import PolicySpec
-from dp_tt_ros.policies.checkpoint import load_policy, save_checkpoint
+from dp_tt_ros.policies.checkpoint import checkpoint_id, load_policy, save_checkpoint
 from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
 from dp_tt_ros.robot import COMMAND_JOINTS
-from dp_tt_ros.ros.context import checkpoint_id, encode_context, stamp_to_ns
+from dp_tt_ros.ros.context import encode_context, stamp_to_ns
 from dp_tt_ros.ros.policy_node import inference_options, PolicyNode, warm_up
 
 STAMP = 1_700_000_000_987_654_321

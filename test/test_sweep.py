@@ -119,5 +119,5 @@ def test_a_checkpoint_retrained_in_place_is_evaluated_again(tmp_path):
     tensors[name] = tensors[name] + 0.01
     save_file(tensors, weights)
     again = run_sweep(sweep, tmp_path / 'out', tmp_path)['runs'][0]
-    assert again['checkpoint_sha256'] != first['checkpoint_sha256']
+    assert again['checkpoint_id'] != first['checkpoint_id']
     assert again['wall_s'] != first['wall_s']

@@ -28,7 +28,6 @@ in place is evaluated again).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import asdict, fields
@@ -41,6 +40,7 @@ import yaml
 
 from dp_tt_ros.evaluation.metrics import markdown_table
 from dp_tt_ros.evaluation.runs import EXPERT, EvalSettings, RunOutcome, run_evaluation
+from dp_tt_ros.policies.checkpoint import checkpoint_id
 
 SETTING_KEYS = {f.name for f in fields(EvalSettings)} - {'tags'}
 TAG_KEYS = {'group', 'series'}
@@ -147,18 +147,6 @@ def _cache_paths(out_dir: Path, index: int) -> tuple[Path, Path]:
     return out_dir / 'runs' / f'{index:03d}.json', out_dir / 'runs' / f'{index:03d}.npz'
 
 
-def checkpoint_digest(checkpoint: str) -> str | None:
-    """SHA-256 over a checkpoint's config and weights; None for the scripted expert."""
-    if checkpoint == EXPERT:
-        return None
-    folder = Path(checkpoint)
-    digest = hashlib.sha256()
-    for path in [folder / 'config.json', *sorted(folder.glob('*.safetensors'))]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _load_cached(out_dir: Path, index: int, settings: EvalSettings,
                  digest: str | None) -> RunOutcome | None:
     report_path, paths_path = _cache_paths(out_dir, index)
@@ -167,7 +155,7 @@ def _load_cached(out_dir: Path, index: int, settings: EvalSettings,
     report = json.loads(report_path.read_text())
     if report.get('settings') != json.loads(json.dumps(asdict(settings))):
         return None
-    if digest is not None and report.get('checkpoint_sha256') != digest:
+    if digest is not None and report.get('checkpoint_id') != digest:
         return None
     with np.load(paths_path) as stored:
         ee_paths = [stored[key] for key in sorted(stored.files, key=lambda k: int(k[1:]))]
@@ -219,7 +207,7 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path,
     for index, settings in enumerate(tqdm(runs, desc='sweep', unit='run')):
         if settings.checkpoint in missing:
             continue
-        digest = checkpoint_digest(settings.checkpoint)
+        digest = None if settings.checkpoint == EXPERT else checkpoint_id(settings.checkpoint)
         outcome = _load_cached(out_dir, index, settings, digest)
         if outcome is None:
             same = by_experiment.get(_experiment_key(settings))
@@ -229,7 +217,7 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, models_dir: Path,
             except ValueError as error:
                 raise SweepError(f'run {settings.display_label()!r}: {error}') from error
             if digest is not None:
-                outcome.report['checkpoint_sha256'] = digest
+                outcome.report['checkpoint_id'] = digest
             _store(out_dir, index, outcome)
         by_experiment.setdefault(_experiment_key(settings), outcome)
         outcomes.append(outcome)

@@ -23,6 +23,7 @@ match the architecture the config describes, name for name and shape for shape.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -49,6 +50,16 @@ POLICY_CLASSES: dict[str, str] = {
 
 class CheckpointError(ValueError):
     """A checkpoint directory that is missing, corrupt, or does not match its config."""
+
+
+def checkpoint_id(directory: str | os.PathLike) -> str:
+    """Identify a checkpoint by the content of its files (first 16 hex digits of a SHA-256)."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        with open(Path(directory) / name, 'rb') as file:
+            for block in iter(lambda: file.read(1 << 20), b''):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def policy_class(policy_type: str) -> type[Policy]:

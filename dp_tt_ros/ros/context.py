@@ -38,8 +38,6 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from dataclasses import dataclass
-import hashlib
-import os
 from pathlib import Path
 import threading
 from typing import Any, Generic, Iterable, Sequence, TypeVar
@@ -55,7 +53,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dp_tt_ros.data.history import NANOSECONDS_PER_SECOND
 from dp_tt_ros.paths import models_dir
-from dp_tt_ros.policies.checkpoint import CheckpointError, CONFIG_FILE, read_config, WEIGHTS_FILE
+from dp_tt_ros.policies.checkpoint import CheckpointError, read_config
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS
 
 Item = TypeVar('Item')
@@ -88,16 +86,6 @@ def ns_to_stamp(stamp_ns: int) -> Time:
 def ns_to_duration(duration_ns: int) -> Duration:
     seconds, nanoseconds = divmod(duration_ns, NANOSECONDS_PER_SECOND)
     return Duration(sec=seconds, nanosec=nanoseconds)
-
-
-def checkpoint_id(directory: str | os.PathLike) -> str:
-    """Identify a checkpoint by the content of its files (first 16 hex digits of a SHA-256)."""
-    digest = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        with open(Path(directory) / name, 'rb') as file:
-            for block in iter(lambda: file.read(1 << 20), b''):
-                digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def encode_context(context: np.ndarray, goal: np.ndarray | None, stamp_ns: int,

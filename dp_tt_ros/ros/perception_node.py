@@ -53,9 +53,9 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 
 from dp_tt_ros.data.history import (
     align_history, seconds_to_ns, stale_reasons, StampedBuffer)
-from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
+from dp_tt_ros.policies.checkpoint import checkpoint_id, CheckpointError, load_policy
 from dp_tt_ros.ros.context import (
-    checkpoint_id, declare_parameters, encode_context, joint_state_vectors, key_values,
+    declare_parameters, encode_context, joint_state_vectors, key_values,
     NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
 from dp_tt_ros.ros.process import float_range, run_node_process

@@ -52,9 +52,9 @@ import torch
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_tt_ros.policies.base import Policy
-from dp_tt_ros.policies.checkpoint import CheckpointError, load_policy
+from dp_tt_ros.policies.checkpoint import checkpoint_id, CheckpointError, load_policy
 from dp_tt_ros.ros.context import (
-    checkpoint_id, chunk_to_trajectory, declare_parameters, decode_context, key_values,
+    chunk_to_trajectory, declare_parameters, decode_context, key_values,
     LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
     task_episode)
 from dp_tt_ros.ros.process import float_range, int_range, run_node_process
