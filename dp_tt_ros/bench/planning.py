@@ -179,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         if (row['beam_width'], row['planning_horizon']) == default_setting:
             result['default'] = {**row, **replanning(row['cached_ms']['median'])}
             if 'reference_ms' in row:
-                result['kernel_floor'] = kernel_floor(planner.model, row, base)
+                options = base.updated(beam_width=row['beam_width'],
+                                       planning_horizon=row['planning_horizon'])
+                result['kernel_floor'] = kernel_floor(planner.model, row, options)
     write_json(result, args.json)
     return 0
 
