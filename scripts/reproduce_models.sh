@@ -94,7 +94,8 @@ train() {  # POLICY TASK STORE OUT [STEPS BATCH]
         --steps $steps --batch-size $batch --threads 1 --seed 0 --no-progress \
         --config obs_keys="$keys" horizon=4 n_action_steps=1 n_layer=3 n_embd=64 \
         window_transitions=5 relative_actions=true relative_goal=true strategy=quantile \
-        planning.mode=likelihood planning.beam_width=4 planning.n_expand=2 ;;
+        planning.mode=likelihood planning.beam_width=4 planning.n_expand=2 \
+        planning.tracked_targets=true ;;
     image)  # camera + arm; ResNet-18 through its second stage keeps the checkpoint at 8 MB
       [[ -d $DATA/reach_image.zarr ]] || $CLI collect --task reach --episodes 1000 --image \
         --noise 0.01 --seed 1000 --out "$DATA/reach_image.zarr"

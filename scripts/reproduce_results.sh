@@ -2,7 +2,8 @@
 # Regenerate results/ and the README's results section from the shipped checkpoints in models/.
 # Usage: scripts/reproduce_results.sh [evals] [sweeps] [bench]   (default: all three, in order)
 #   evals   100 seeded episodes per shipped checkpoint -> results/<checkpoint>.json
-#   sweeps  ablations (trains models/ablations first), avoid path overlay, full comparison
+#   sweeps  ablations (trains models/ablations first), avoid path overlay, full comparison,
+#           TT under latency
 #   bench   every benchmark behind the README table; the GPU rows only where torch sees a GPU
 # Benchmarks want a quiet machine: run nothing else meanwhile. The README block is rebuilt last.
 set -euo pipefail
@@ -33,6 +34,7 @@ sweeps() {
   scripts/train_ablations.sh
   $CLI eval --sweep config/sweeps/avoid_modes.yaml --out results/avoid_modes
   $CLI eval --sweep config/sweeps/comparison.yaml --out results/comparison --skip-missing
+  $CLI eval --sweep config/sweeps/tt_latency.yaml --out results/tt_latency
 }
 
 bench() {
@@ -48,6 +50,8 @@ bench() {
   $CLI bench planning --json results/bench/planning.json
   $CLI bench planning --checkpoint models/transformer_reach \
     --json results/bench/planning_transformer_reach.json
+  $CLI bench planning --checkpoint models/transformer_reach --tracked-targets false \
+    --json results/bench/planning_transformer_reach_decoded.json
   $CLI bench planning --n-layer 4 --n-embd 128 --state-dim 20 --window-transitions 10 \
     --mode value --beam-widths 32 --horizons 8 --no-default-setting \
     --json results/bench/planning_paper_size.json

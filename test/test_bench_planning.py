@@ -61,6 +61,7 @@ def test_replanning_rate_against_the_control_period() -> None:
     (['--beam-widths', '0'], 'beam widths and horizons must be >= 1'),
     (['--state-dim', '5'], '--state-dim must be >= 11'),
     (['--context-transitions', '-1'], '--context-transitions must be >= 0'),
+    (['--tracked-targets', 'true'], 'tracked_targets needs a model trained with relative_actions'),
 ])
 def test_bad_arguments_are_reported(arguments: list[str], message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,6 +193,47 @@ def test_relative_actions_add_the_joint_positions_of_their_state() -> None:
     assert np.all(bounded.actions >= [-1.0, -3.0]) and np.all(bounded.actions <= [1.0, -1.5])
 
 
+@pytest.mark.parametrize('mode', ['value', 'likelihood'])
+def test_tracked_targets_append_the_known_next_state_without_model_calls(mode: str) -> None:
+    planner = make_planner(state_dim=3, action_dim=2, n_bins=6, block_transitions=5)
+
+    def next_state(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        following = states.clone()
+        following[:, [1, 0]] = actions
+        following[:, 2] = following[:, 2] + 0.1
+        return following
+    tracked = BeamPlanner(planner.model, planner.tokenizer, 3, 2, action_offset_dims=[1, 0],
+                          next_state=next_state)
+    horizon = 4
+    options = PlanningOptions(mode=mode, beam_width=3, n_expand=2, planning_horizon=horizon,
+                              tracked_targets=True)
+    state = np.array([0.25, -0.5, 0.3])
+    trace: list[TraceEntry] = []
+    plan = tracked.plan(state, options, trace=trace)
+    assert len(trace) == horizon * (2 + 2) == tracked.model_calls(horizon, tracked_targets=True)
+    assert tracked.model_calls(horizon) == len(trace) + (horizon - 1) * 3
+    with torch.no_grad():
+        for entry in trace:
+            assert torch.allclose(entry.logits, tracked.model(entry.window)[:, -1], atol=1e-5)
+    expected = state.copy()
+    action_columns = [1 + step * 7 + column for step in range(horizon) for column in (3, 4)]
+    rows = trace[-1].window[:, action_columns] == torch.as_tensor(plan.action_tokens).reshape(-1)
+    tokens = trace[-1].window[int(torch.nonzero(rows.all(dim=1))[0, 0])]
+    for step in range(horizon):
+        relative = planner.tokenizer.decode(torch.as_tensor(plan.action_tokens[step]),
+                                            slice(3, 5)).numpy()
+        np.testing.assert_allclose(plan.actions[step], relative + expected[[1, 0]])
+        expected = next_state(torch.from_numpy(expected)[None],
+                              torch.from_numpy(plan.actions[step])[None])[0].numpy()
+        if step < horizon - 1:
+            start = 1 + (step + 1) * 7
+            assert torch.equal(tokens[start:start + 3],
+                               planner.tokenizer.encode(expected, slice(0, 3)))
+    with pytest.raises(ValueError, match='tracked_targets needs a planner built with a '
+                                         'next_state'):
+        planner.plan(state, options)
+
+
 def test_return_conditioning_token_moves_with_the_window() -> None:
     planner = make_planner(state_dim=2, action_dim=2, n_bins=6, block_transitions=3)
     options = PlanningOptions(mode='return', beam_width=2, n_expand=2, planning_horizon=6,

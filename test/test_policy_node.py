@@ -40,7 +40,7 @@ from dp_tt_ros.policies.checkpoint import checkpoint_id, load_policy, save_check
 from dp_tt_ros.policies.diffusion.modeling import DiffusionPolicy
 from dp_tt_ros.policies.transformer.modeling import TrajectoryTransformerPolicy
 from dp_tt_ros.robot import COMMAND_JOINTS
-from dp_tt_ros.ros.context import encode_context, stamp_to_ns
+from dp_tt_ros.ros.context import encode_context, NodeConfigError, stamp_to_ns
 from dp_tt_ros.ros.policy_node import inference_options, PolicyNode, warm_up
 
 STAMP = 1_700_000_000_987_654_321
@@ -239,7 +239,7 @@ def test_configure_fails_cleanly_for_a_bad_checkpoint(graph_factory: Callable,
 def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:
     defaults = {'num_inference_steps': 0, 'sampler': '', 'eta': -1.0, 'guidance_scale': -1.0,
                 'beam_width': 0, 'n_expand': 0, 'planning_horizon': 0, 'top_k': 0,
-                'plan_mode': '', 'context_transitions': -1}
+                'plan_mode': '', 'context_transitions': -1, 'tracked_targets': ''}
     assert inference_options('diffusion', defaults) == {}
     options = inference_options('diffusion', {**defaults, 'num_inference_steps': 5,
                                               'sampler': 'ddpm', 'guidance_scale': 0.0})
@@ -249,6 +249,10 @@ def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:
         == {'beam_width': 4, 'mode': 'value'}
     assert inference_options('transformer', {**defaults, 'context_transitions': 0}) \
         == {'context_transitions': 0}, '0 (no history) is a setting, not the default'
+    assert inference_options('transformer', {**defaults, 'tracked_targets': 'false'}) \
+        == {'tracked_targets': False}
+    with pytest.raises(NodeConfigError, match="tracked_targets='yes'; expected 'true'"):
+        inference_options('transformer', {**defaults, 'tracked_targets': 'yes'})
     assert inference_options('bc', {**defaults, 'num_inference_steps': 5}) == {}
 
 

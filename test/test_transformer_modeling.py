@@ -140,6 +140,41 @@ def test_relative_goal_is_the_goal_seen_from_the_tool() -> None:
         TrajectoryTransformerPolicy(spec, relative_goal=True)
 
 
+def test_tracked_next_state_puts_the_joints_at_their_targets_and_moves_the_goal() -> None:
+    policy = tiny_policy(relative_actions=True, relative_goal=True).eval()
+    data = reach_like_data()
+    tool = PandaKinematics().tool_positions(data['joint_pos'][:2])
+    states = torch.from_numpy(np.concatenate(
+        [data['joint_pos'][:2], data['object_state'][:2], data['goal'][:2] - tool], axis=1))
+    targets = torch.from_numpy(data['joint_pos'][2:4].astype(np.float64))
+    following = policy._tracked_next_state(states, targets).numpy()
+    np.testing.assert_allclose(following[:, :8], targets.numpy())
+    np.testing.assert_allclose(following[:, 8:10], states[:, 8:10].numpy())
+    moved = data['goal'][:2] - PandaKinematics().tool_positions(targets.numpy())
+    np.testing.assert_allclose(following[:, 10:13], moved, atol=1e-5)
+    policy.set_inference_options(tracked_targets=True)
+    obs = {key: data[key][None, :1] for key in ('joint_pos', 'object_state')}
+    trace: list[TraceEntry] = []
+    policy.planner.plan(states[0].numpy(), policy.options, trace=trace)
+    assert len(trace) == policy.planner.model_calls(policy.horizon, tracked_targets=True)
+    assert policy.act(policy.encode_observations(obs), data['goal'][:1]).shape == (1, 3, 8)
+    with pytest.raises(ValueError, match='tracked_targets needs a model trained with '
+                                         'relative_actions'):
+        tiny_policy(planning={'tracked_targets': True})
+    with pytest.raises(ValueError, match='tracked_targets needs a model trained with'):
+        tiny_policy().set_inference_options(tracked_targets=True)
+
+
+def test_the_shipped_reach_model_plans_through_latency() -> None:
+    """A chunk that starts late executes predicted steps: they must still lead to the goal."""
+    from dp_tt_ros.evaluation.runs import EvalSettings, run_evaluation
+    checkpoint = models_dir() / 'transformer_reach'
+    assert load_policy(checkpoint).options.tracked_targets
+    outcome = run_evaluation(EvalSettings(checkpoint=str(checkpoint), task='reach', episodes=4,
+                                          batch=4, latency=0.15))
+    assert outcome.report['summary']['success_rate']['value'] == 1.0
+
+
 def test_state_dims_that_never_change_within_an_episode_are_static(tmp_path: Path) -> None:
     policy = tiny_policy()
     assert policy.static_state_dims == [10, 11, 12], 'only the goal is constant per episode'

@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--context-transitions', type=int,
                         help='past transitions before the current state (default: the '
                              "checkpoint's planning option; 0 for a fresh model)")
+    parser.add_argument('--tracked-targets', choices=('true', 'false'),
+                        help="compute predicted states (true) or decode them (false); default: "
+                             "the checkpoint's planning option, false for a fresh model")
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1)')
     parser.add_argument('--state-dim', type=int, default=11,
@@ -146,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         policy = fresh_policy(args)
     policy.eval()
+    if args.tracked_targets is not None:
+        try:
+            policy.set_inference_options(tracked_targets=args.tracked_targets == 'true')
+        except ValueError as error:
+            raise CommandError(str(error)) from error
     planner = policy.planner
     defaults = PlanningOptions()
     default_setting = (defaults.beam_width, defaults.planning_horizon)
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         'mode': args.mode,
         'n_expand': args.n_expand,
         'context_transitions': base.context_transitions,
+        'tracked_targets': base.tracked_targets,
         'settings': rows,
     }
     for row in rows:
@@ -215,7 +224,8 @@ def time_setting(planner: Any, state: np.ndarray, history: list[PastTransition],
         if repeat < args.reference_repeats:
             reference.append(_timed_ms(planner, state, history, reference_options))
             bar.update(1)
-    tokens = planner.model_calls(options.planning_horizon)
+    tokens = planner.model_calls(options.planning_horizon,
+                                 tracked_targets=options.tracked_targets)
     row: dict[str, Any] = {
         'beam_width': options.beam_width,
         'planning_horizon': options.planning_horizon,

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sampler', choices=SAMPLERS, help='diffusion sampler')
     parser.add_argument('--guidance-scale', type=float, metavar='W',
                         help='classifier-free guidance strength')
+    parser.add_argument('--tracked-targets', choices=('true', 'false'),
+                        help='transformer: compute predicted states from the commanded targets '
+                             '(true) or decode them (false); default: the checkpoint\'s')
     parser.add_argument('--max-steps', type=int, help='control steps per episode (task default)')
     parser.add_argument('--record', metavar='DIR', help='write one rollout GIF per episode here')
     parser.add_argument('--out', metavar='DIR', help='sweep output folder (default: '
@@ -98,6 +101,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         checkpoint=checkpoint, task=args.task, episodes=args.episodes, seed=args.seed,
         batch=args.batch, latency=args.latency, num_inference_steps=args.num_inference_steps,
         sampler=args.sampler, guidance_scale=args.guidance_scale,
+        tracked_targets=None if args.tracked_targets is None else args.tracked_targets == 'true',
         n_action_steps=args.n_action_steps, replan_every=args.replan_every, blend=args.blend,
         max_steps=args.max_steps, ros=args.ros, record_dir=args.record)
 

@@ -32,7 +32,7 @@ from dp_tt_ros.bench.common import summarize
 from dp_tt_ros.evaluation.metrics import EpisodeResult, summarize_episodes
 
 EXPERT = 'expert'
-INFERENCE_OPTION_NAMES = ('num_inference_steps', 'sampler', 'guidance_scale')
+INFERENCE_OPTION_NAMES = ('num_inference_steps', 'sampler', 'guidance_scale', 'tracked_targets')
 PLAN_SETTING_NAMES = ('exec_latency', 'blend', 'crossfade_steps', 'ensemble_decay')
 
 
@@ -63,6 +63,7 @@ class EvalSettings:
     num_inference_steps: int | None = None
     sampler: str | None = None
     guidance_scale: float | None = None
+    tracked_targets: bool | None = None
     n_action_steps: int | None = None
     replan_every: int | None = None
     blend: str | None = None
@@ -159,7 +160,7 @@ def _run_through_ros(settings: EvalSettings) -> RunnerResult:
         ('latency', settings.latency), ('record_dir', settings.record_dir),
         ('n_action_steps', settings.n_action_steps), ('blend', settings.blend),
         ('replan_every', settings.replan_every),
-        *settings.inference_options().items()) if value}
+        *((name, True) for name in settings.inference_options())) if value}
     if unsupported:
         raise ValueError(f'--ros runs the nodes with their parameter files; these in-process '
                          f'options do not apply: {sorted(unsupported)}')

@@ -92,6 +92,8 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                   {}),
     'context_transitions': (-1, 'transformer: past transitions the plan sees (0 = none); '
                             'negative = checkpoint default', int_range(-1, 4096)),
+    'tracked_targets': ('', "transformer: 'true' computes predicted states from the commanded "
+                        "targets, 'false' decodes them; empty = checkpoint default", {}),
     'publish_timing': (False, 'publish per-chunk timing on /policy/timing (for bench ros)', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
@@ -112,6 +114,11 @@ def inference_options(policy_type: str, params: dict[str, Any]) -> dict[str, Any
         options['mode'] = params['plan_mode'] or None
         if params['context_transitions'] >= 0:
             options['context_transitions'] = params['context_transitions']
+        if params['tracked_targets'] not in ('', 'true', 'false'):
+            raise NodeConfigError(f"parameter tracked_targets={params['tracked_targets']!r}; "
+                                  "expected 'true', 'false' or empty")
+        if params['tracked_targets']:
+            options['tracked_targets'] = params['tracked_targets'] == 'true'
     else:
         options = {}
     return {name: value for name, value in options.items() if value is not None}

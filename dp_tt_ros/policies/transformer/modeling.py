@@ -28,7 +28,10 @@ in ``static_state_dims``; planning copies them into predicted states instead of 
 ``act`` plans from that state with beam search and returns the planned actions as the chunk,
 so the executor's receding horizon works exactly as for Diffusion Policy. With the planning
 option ``context_transitions`` the plan also sees the last transitions this policy made in the
-episode (see :class:`~dp_tt_ros.policies.transformer.planner.PastTransition`). The tokenizer's bin
+episode (see :class:`~dp_tt_ros.policies.transformer.planner.PastTransition`). With
+``tracked_targets`` predicted states are computed, not decoded: joints at the commanded targets
+and the relative goal moved with the tool. The chunk's later rows then hold up when latency
+makes the executor start past its first row. The tokenizer's bin
 edges are a buffer of this module and travel in ``model.safetensors`` with the weights.
 """
 
@@ -88,7 +91,7 @@ class TrajectoryTransformerPolicy(Policy):
         self.gpt = TrajectoryGPT(self.gpt_config)
         planning = {'planning_horizon': spec.horizon, 'discount': self.settings['discount'],
                     **dict(config.get('planning', {}))}
-        self.options = PlanningOptions().updated(**planning)
+        self.options = self._checked_options(PlanningOptions().updated(**planning))
         self.constraints: list[ActionConstraint] = []
         self.history: dict[int, list[PastTransition]] = {}
         self.row_ids: list[int] | None = None
@@ -109,7 +112,24 @@ class TrajectoryTransformerPolicy(Policy):
     @property
     def planner(self) -> BeamPlanner:
         return BeamPlanner(self.gpt, self.tokenizer, self.state_dim, self.spec.action_dim,
-                           self.action_offset_dims, fixed_state_dims=self.static_state_dims)
+                           self.action_offset_dims, fixed_state_dims=self.static_state_dims,
+                           next_state=self._tracked_next_state)
+
+    def _tracked_next_state(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """
+        Return the state after commanding ``actions``: joints at their targets, the rest kept.
+
+        Needs the joint positions in the state (relative actions provide them). A relative goal
+        moves with the tool: goal - tool(next) = (goal - tool(now)) + tool(now) - tool(next).
+        """
+        following = states.clone().double()
+        following[:, self.action_offset_dims] = actions.double()
+        if self.goal_joint_dims is not None:
+            kinematics = PandaKinematics()
+            now = kinematics.tool_positions(states[:, self.goal_joint_dims].cpu().numpy())
+            after = kinematics.tool_positions(following[:, self.goal_joint_dims].cpu().numpy())
+            following[:, self.state_dim - 3:] += torch.from_numpy(now - after)
+        return following
 
     def _joint_dims(self) -> list[int]:
         """State columns of the joint positions that relative actions are offsets from."""
@@ -306,13 +326,20 @@ class TrajectoryTransformerPolicy(Policy):
     def set_inference_options(self, **options: Any) -> None:
         """Change planning settings by name; ``constraints`` takes ActionConstraint objects."""
         constraints = options.pop('constraints', None)
-        updated = self.options.updated(**options)
+        updated = self._checked_options(self.options.updated(**options))
         if updated.planning_horizon < self.spec.n_action_steps:
             raise ValueError(f'planning_horizon {updated.planning_horizon} is shorter than '
                              f'n_action_steps {self.spec.n_action_steps}')
         if constraints is not None:
             self.constraints = self._checked_constraints(constraints)
         self.options = updated
+
+    def _checked_options(self, options: PlanningOptions) -> PlanningOptions:
+        if options.tracked_targets and self.action_offset_dims is None:
+            raise ValueError('the planning option tracked_targets needs a model trained with '
+                             'relative_actions: its state must hold the joint positions the '
+                             'actions command')
+        return options
 
     @staticmethod
     def _checked_constraints(constraints: Sequence[Any]) -> list[ActionConstraint]:

@@ -39,8 +39,13 @@ attended to.
 Tokens the planner already knows are appended without asking the model, and a run of them joins
 the next forward call: dimensions that never varied in the training data (their one token), and
 ``fixed_state_dims`` of predicted states, which keep the current state's tokens (the goal does
-not move during a plan). Constant action dimensions are still decoded when constraints apply,
-so a constraint always sees every dimension.
+not move during a plan). With the option ``tracked_targets`` a whole predicted state is known:
+the policy's ``next_state`` maps a state and its absolute action to the next state (a position
+controller that reaches its joint target within one control period, as the demos show). The
+model then spends its calls on actions, rewards and values only, and later actions are offsets
+from where the arm will be rather than from a decoded guess of it, which the small models
+trained here get wrong by about one step of motion. Constant action dimensions are still
+decoded when constraints apply, so a constraint always sees every dimension.
 
 Constraints mask candidate action tokens before truncation and selection, so a violating token
 is never emitted: a beam with no admissible token dies, and planning fails loudly if all do.
@@ -80,7 +85,9 @@ class PlanningOptions:
 
     The defaults are what the shipped reach and avoid checkpoints plan with: a narrow likelihood
     search over a short horizon, replanned every control step (fast enough for 10 Hz on one CPU
-    core). trajectory-transformer's own planner is ``mode='value'`` with wider beams.
+    core). Those checkpoints also set ``tracked_targets``, which needs the policy's next-state
+    function and is therefore off for a bare planner. trajectory-transformer's own planner is
+    ``mode='value'`` with wider beams.
     """
 
     mode: str = 'likelihood'
@@ -96,6 +103,9 @@ class PlanningOptions:
     # Past transitions a policy puts before the current state; the planner itself plans from
     # whatever history it is given. 0 plans from the state alone, as the shipped models do.
     context_transitions: int = 0
+    # Predicted states come from the planner's known transition (the arm reaches each joint
+    # target within a control period) instead of being decoded token by token.
+    tracked_targets: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -208,6 +218,8 @@ class JointLimitConstraint(ActionConstraint):
 
 InsideFn = Callable[[np.ndarray], np.ndarray]
 KinematicsFn = Callable[[np.ndarray], np.ndarray]
+# (states (beams, state_dim), absolute actions (beams, action_dim)) -> next states, float64
+NextStateFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def box(lower: Sequence[float], upper: Sequence[float]) -> InsideFn:
@@ -407,7 +419,8 @@ class BeamPlanner:
 
     def __init__(self, model: TrajectoryGPT, tokenizer: Discretizer, state_dim: int,
                  action_dim: int, action_offset_dims: Sequence[int] | None = None,
-                 fixed_state_dims: Sequence[int] = ()) -> None:
+                 fixed_state_dims: Sequence[int] = (),
+                 next_state: NextStateFn | None = None) -> None:
         transition_dim = state_dim + action_dim + 2
         if model.config.transition_dim != transition_dim:
             raise ValueError(f'model transition_dim {model.config.transition_dim} does not match '
@@ -427,6 +440,7 @@ class BeamPlanner:
         self.tokenizer = tokenizer
         self.offset_dims = None if action_offset_dims is None else list(action_offset_dims)
         self.fixed_state_dims = set(fixed_state_dims)
+        self.next_state = next_state
         self.constant = tokenizer.constant_dims[:transition_dim].tolist()
         self.constant_tokens = tokenizer.constant_tokens[:transition_dim].cpu()
         self.state_dim = state_dim
@@ -452,6 +466,8 @@ class BeamPlanner:
         if state.shape != (self.state_dim,) or not np.all(np.isfinite(state)):
             raise ValueError(f'plan expects a finite state of shape ({self.state_dim},), got '
                              f'shape {state.shape}')
+        if options.tracked_targets and self.next_state is None:
+            raise ValueError('tracked_targets needs a planner built with a next_state function')
         device = self.model.head_weight.device
         generator = torch.Generator(device='cpu').manual_seed(options.seed)
         past = self._history_tokens(history)
@@ -468,6 +484,7 @@ class BeamPlanner:
         beams.per_beam = {
             'score': torch.zeros(1, dtype=torch.float64, device=device),
             'actions': torch.zeros(1, 0, self.action_dim, dtype=torch.long, device=device),
+            'state': torch.from_numpy(state)[None].to(device),
             'offset': self._offset(torch.from_numpy(state)[None]).to(device),
             'offsets': torch.zeros(1, 0, self.action_dim, dtype=torch.float64, device=device),
             'rewards': torch.zeros(1, 0, dtype=torch.float64, device=device),
@@ -481,7 +498,9 @@ class BeamPlanner:
                 self._likelihood_step(beams, step, options, constraints, goal_tensor)
             beams.per_beam['offsets'] = torch.cat(
                 [beams.per_beam['offsets'], beams.per_beam['offset'][:, None]], dim=1)
-            if step < horizon - 1:
+            if step < horizon - 1 and options.tracked_targets:
+                self._append_next_state(beams, state_tokens.to(device))
+            elif step < horizon - 1:
                 for dim in range(self.state_dim):
                     if dim in self.fixed_state_dims:
                         beams.append(state_tokens[:, dim].to(device).expand(beams.count))
@@ -491,6 +510,7 @@ class BeamPlanner:
                         self._greedy_token(beams, options, accumulate=options.mode != 'value')
                 predicted = self.tokenizer.decode(beams.window[:, -self.state_dim:],
                                                   slice(0, self.state_dim))
+                beams.per_beam['state'] = predicted
                 beams.per_beam['offset'] = self._offset(predicted)
         best = int(torch.argmax(beams.per_beam['score']))
         action_tokens = beams.per_beam['actions'][best].cpu()
@@ -500,12 +520,34 @@ class BeamPlanner:
                     score=float(beams.per_beam['score'][best]),
                     expected_rewards=beams.per_beam['rewards'][best].cpu().numpy())
 
-    def model_calls(self, horizon: int, constrained: bool = False) -> int:
+    def model_calls(self, horizon: int, constrained: bool = False,
+                    tracked_targets: bool = False) -> int:
         """Sequential decoding calls one plan of ``horizon`` transitions makes."""
         actions = sum(not self._skips_action(dim, constrained) for dim in range(self.action_dim))
-        states = sum(dim not in self.fixed_state_dims and not self.constant[dim]
-                     for dim in range(self.state_dim))
+        states = 0 if tracked_targets else sum(
+            dim not in self.fixed_state_dims and not self.constant[dim]
+            for dim in range(self.state_dim))
         return horizon * (actions + 2) + (horizon - 1) * states
+
+    def _append_next_state(self, beams: _Beams, state_tokens: torch.Tensor) -> None:
+        """Append every beam's known next state, from its state and the action just planned."""
+        tokens = beams.per_beam['actions'][:, -1].cpu()
+        actions = (self.tokenizer.decode(tokens, slice(self.state_dim, self.reward_dim))
+                   + beams.per_beam['offset'].cpu())
+        predicted = self.next_state(beams.per_beam['state'].cpu(), actions).to(
+            beams.window.device)
+        if predicted.shape != (beams.count, self.state_dim):
+            raise ValueError(f'next_state returned shape {tuple(predicted.shape)}; expected '
+                             f'({beams.count}, {self.state_dim})')
+        encoded = self._encode(predicted.cpu().numpy(), 0, self.state_dim).to(
+            beams.window.device)
+        for dim in self.fixed_state_dims:
+            encoded[:, dim] = state_tokens[0, dim]
+        constant = torch.tensor(self.constant[:self.state_dim], device=encoded.device)
+        encoded[:, constant] = self.constant_tokens[:self.state_dim].to(encoded.device)[constant]
+        beams.window = torch.cat([beams.window, encoded], dim=1)
+        beams.per_beam['state'] = predicted.double()
+        beams.per_beam['offset'] = self._offset(predicted)
 
     def _constant_token(self, dim: int, count: int, device: torch.device) -> torch.Tensor:
         return self.constant_tokens[dim].to(device).expand(count)
