@@ -72,6 +72,8 @@ def test_bench_ros_streams_observations_like_a_robot(checkpoint: Path, tmp_path:
     assert result['stream_hz'] == 100.0 and result['completed_trials'] >= 1
     assert 'streamed at 100 Hz' in result['method']
     assert result['end_to_end_ms']['median'] > result['inference_ms']['median']
+    encode = result['perception_encode_and_publish_ms']
+    assert 0 < encode['p50'] <= encode['p99'] <= encode['max']
 
 
 def test_bench_ros_rejects_a_missing_checkpoint(tmp_path: Path,

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from dp_tt_ros.policies.base import PolicySpec
-from dp_tt_ros.policies.encoders import (EncoderConfig, ImageEncoder, ObservationEncoder,
-                                         SpatialSoftmax, prepare_observations)
+from dp_tt_ros.policies.encoders import (encode_history, EncoderConfig, ImageEncoder,
+                                         ObservationEncoder, SpatialSoftmax,
+                                         prepare_observations)
 from dp_tt_ros.policies.normalizer import Normalizer
 
 torch.set_num_threads(1)
@@ -128,3 +129,26 @@ def test_prepare_observations_normalises_keeps_newest_steps_and_checks_input():
         prepare_observations({'joint_pos': obs['obs.joint_pos'],
                               'front': np.zeros((1, 2, 8, 8, 3), np.float32)},
                              spec, normalizer, torch.device('cpu'))
+
+
+@pytest.mark.parametrize('lowdim_encoder', ['identity', 'mlp'])
+def test_encode_history_matches_the_torch_encoder_bit_for_bit(lowdim_encoder):
+    spec = PolicySpec('diffusion', {'joint_pos': [8], 'object_state': [3]}, n_obs_steps=2)
+    rng = np.random.default_rng(0)
+    normalizer = Normalizer.fit({'joint_pos': rng.normal(size=(50, 8)),
+                                 'object_state': rng.normal(size=(50, 3))})
+    encoder = ObservationEncoder(spec, EncoderConfig(lowdim_encoder=lowdim_encoder)).eval()
+    assert encoder.is_affine == (lowdim_encoder == 'identity')
+    obs = {'joint_pos': rng.normal(size=(4, 3, 8)).astype(np.float32),
+           'object_state': rng.normal(size=(4, 3, 3))}
+    cpu = torch.device('cpu')
+    with torch.inference_mode():
+        expected = encoder(prepare_observations(obs, spec, normalizer, cpu)).numpy()
+    encoded = encode_history(obs, spec, normalizer, encoder, cpu)
+    assert encoded.dtype == np.float32 and encoded.shape == (4, 2, encoder.output_dim)
+    np.testing.assert_array_equal(encoded, expected)
+    with pytest.raises(ValueError, match="'object_state' has shape \\(4, 1, 3\\); expected"):
+        encode_history({**obs, 'object_state': obs['object_state'][:, :1]}, spec, normalizer,
+                       encoder, cpu)
+    with pytest.raises(KeyError, match="lacks 'object_state'"):
+        encode_history({'joint_pos': obs['joint_pos']}, spec, normalizer, encoder, cpu)

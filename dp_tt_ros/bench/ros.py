@@ -65,7 +65,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 from tqdm import tqdm
@@ -76,8 +76,11 @@ from dp_tt_ros.paths import config_dir
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
 from dp_tt_ros.ros.executor_node import IMMEDIATE_LABEL
 from dp_tt_ros.ros.graph import COMMAND_TOPICS, CONTROLLER_MODES
+from dp_tt_ros.ros.perception_node import NODE_NAME as PERCEPTION_NODE
 
 TARGET_P99_MS = 5.0
+ENCODE_KEY = 'encode_ms'  # the perception node's /diagnostics summary of encode + publish
+DIAGNOSTICS_WAIT_S = 3.0
 MODE_NOTES = {
     'forward_position': 'forward_position at {rate:g} Hz: with the executor\'s '
                         'immediate_command on, the first command is sent when the chunk is '
@@ -152,6 +155,9 @@ class _Probe:
                                      self._on_trajectory, QoSProfile(depth=1000))
         node.create_subscription(DiagnosticStatus, '/policy/timing', self._on_timing,
                                  QoSProfile(depth=100))
+        self.perception_encode_ms: dict[str, float] = {}
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                 QoSProfile(depth=100))
         from rclpy.executors import SingleThreadedExecutor
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)
@@ -176,6 +182,16 @@ class _Probe:
         values = {item.key: int(item.value) for item in msg.values}
         with self.lock:
             self.timings[values['capture_stamp_ns']] = values
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Keep the perception node's latest encode-and-publish time summary."""
+        for status in msg.status:
+            if status.hardware_id == PERCEPTION_NODE:
+                summary = {item.key[len(ENCODE_KEY) + 1:]: float(item.value)
+                           for item in status.values if item.key.startswith(ENCODE_KEY + '_')}
+                if summary:
+                    with self.lock:
+                        self.perception_encode_ms = summary
 
     def graph_ready(self) -> bool:
         node = self.node
@@ -350,6 +366,8 @@ def run(args: argparse.Namespace) -> int:
                 streamer.start()
             try:
                 samples = _run_trials(probe, args, processes)
+                # The perception node summarises its encode time once per diagnostics period.
+                _wait(lambda: bool(probe.perception_encode_ms), DIAGNOSTICS_WAIT_S)
             finally:
                 stop.set()
                 if args.stream_hz:
@@ -394,6 +412,7 @@ def run(args: argparse.Namespace) -> int:
             'policy_handoff_and_publish': summarize([s['policy_overhead_ms'] for s in samples]),
             'chunk_publish_to_first_command': summarize([s['executor_ms'] for s in samples]),
         },
+        'perception_encode_and_publish_ms': probe.perception_encode_ms,
         'executor_control_rate_hz': args.control_rate,
         'immediate_command': args.immediate_command,
         'first_command_immediate': sum(s['immediate'] for s in samples),

@@ -22,7 +22,9 @@ random crop as augmentation, evaluation the centre crop of the same size. ``imag
 keeps the first residual stages only: the last stage holds 8.4 M of ResNet-18's 11.2 M convolution
 weights, and at 84-pixel crops its 3x3 output map leaves spatial softmax little to locate.
 Low-dim observations (already normalised to [-1, 1]) pass through as they are or through a small
-MLP.
+MLP. Passed through, the whole encoding is an affine map, and :func:`encode_history` computes it
+in numpy: the perception node encodes one history every 100 ms, and torch's dispatch, cold after
+each pause, then costs milliseconds for a few dozen values.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
@@ -193,6 +196,11 @@ class ObservationEncoder(nn.Module):
         if self.output_dim == 0:
             raise ValueError('the policy spec has no observation keys; expected at least one')
 
+    @property
+    def is_affine(self) -> bool:
+        """Whether the features are just the normalised low-dim values (no camera, no MLP)."""
+        return not self.cameras and self.lowdim_mlp is None
+
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Encode ``key -> (B, To, *shape)`` into ``(B, To, output_dim)``."""
         missing = [key for key in self.spec.obs_shapes if key not in obs]
@@ -230,16 +238,9 @@ def prepare_observations(obs: Mapping[str, Any], spec: PolicySpec, normalizer: N
     uint8.
     """
     prepared: dict[str, torch.Tensor] = {}
-    for key, shape in spec.obs_shapes.items():
+    for key in spec.obs_shapes:
         name = prefix + key
-        if name not in obs:
-            raise KeyError(f'observation lacks {name!r}; expected keys '
-                           f'{[prefix + k for k in spec.obs_shapes]}')
-        value = torch.as_tensor(obs[name], device=device)
-        if value.dim() != len(shape) + 2 or list(value.shape[2:]) != list(shape) \
-                or value.shape[1] < spec.n_obs_steps:
-            raise ValueError(f'observation {name!r} has shape {tuple(value.shape)}; expected '
-                             f'(B, {spec.n_obs_steps}, {", ".join(map(str, shape))})')
+        value = torch.as_tensor(_checked_history(obs, spec, key, prefix), device=device)
         value = value[:, value.shape[1] - spec.n_obs_steps:]
         if key in spec.image_keys:
             if value.dtype != torch.uint8:
@@ -248,3 +249,37 @@ def prepare_observations(obs: Mapping[str, Any], spec: PolicySpec, normalizer: N
         else:
             prepared[key] = normalizer.normalize(key, value.float())
     return prepared
+
+
+def _checked_history(obs: Mapping[str, Any], spec: PolicySpec, key: str,
+                     prefix: str = '') -> Any:
+    """Return ``obs[prefix + key]`` after checking it is ``(B, To' >= n_obs_steps, *shape)``."""
+    name, shape = prefix + key, spec.obs_shapes[key]
+    if name not in obs:
+        raise KeyError(f'observation lacks {name!r}; expected keys '
+                       f'{[prefix + k for k in spec.obs_shapes]}')
+    value = obs[name]
+    value_shape = tuple(np.shape(value))
+    if len(value_shape) != len(shape) + 2 or list(value_shape[2:]) != list(shape) \
+            or value_shape[1] < spec.n_obs_steps:
+        raise ValueError(f'observation {name!r} has shape {value_shape}; expected '
+                         f'(B, {spec.n_obs_steps}, {", ".join(map(str, shape))})')
+    return value
+
+
+def encode_history(obs: Mapping[str, Any], spec: PolicySpec, normalizer: Normalizer,
+                   encoder: ObservationEncoder, device: torch.device) -> np.ndarray:
+    """Encode a raw history ``key -> (B, To', *shape)`` into ``(B, To, output_dim)`` float32."""
+    if not encoder.is_affine:
+        with torch.inference_mode():
+            prepared = prepare_observations(obs, spec, normalizer, device)
+            return encoder(prepared).float().cpu().numpy()
+    parts = []
+    for key in encoder.lowdim_keys:
+        value = np.asarray(_checked_history(obs, spec, key), dtype=np.float32)
+        value = value[:, value.shape[1] - spec.n_obs_steps:]
+        field = normalizer.field(key)
+        scale = field.scale.detach().cpu().numpy()
+        offset = field.offset.detach().cpu().numpy()
+        parts.append((value * scale + offset).reshape(*value.shape[:2], -1))
+    return np.concatenate(parts, axis=-1)

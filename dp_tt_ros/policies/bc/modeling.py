@@ -32,7 +32,8 @@ from torch.nn import functional as F
 
 from dp_tt_ros.policies.base import Policy, PolicySpec
 from dp_tt_ros.policies.bc.configuration import BCConfig
-from dp_tt_ros.policies.encoders import ObservationEncoder, prepare_observations
+from dp_tt_ros.policies.encoders import (encode_history, ObservationEncoder,
+                                         prepare_observations)
 from dp_tt_ros.policies.normalizer import fit_policy_normalizer, Normalizer, spec_normalizer
 
 
@@ -86,9 +87,7 @@ class BCPolicy(Policy):
         return self.head(features).reshape(-1, self.horizon, self.action_dim)
 
     def encode_observations(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            prepared = prepare_observations(obs, self.spec, self.normalizer, self.device)
-            return self.encoder(prepared).float().cpu().numpy()
+        return encode_history(obs, self.spec, self.normalizer, self.encoder, self.device)
 
     def act(self, context: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
         with torch.inference_mode():

@@ -46,7 +46,8 @@ from dp_tt_ros.policies.diffusion.configuration import (PRECISIONS, DiffusionCon
 from dp_tt_ros.policies.diffusion.schedulers import NoiseScheduler
 from dp_tt_ros.policies.diffusion.transformer_denoiser import TransformerDenoiser
 from dp_tt_ros.policies.diffusion.unet1d import ConditionalUnet1D, PackedUnet
-from dp_tt_ros.policies.encoders import ObservationEncoder, prepare_observations
+from dp_tt_ros.policies.encoders import (encode_history, ObservationEncoder,
+                                         prepare_observations)
 from dp_tt_ros.policies.normalizer import fit_policy_normalizer, Normalizer, spec_normalizer
 
 
@@ -129,9 +130,7 @@ class DiffusionPolicy(Policy):
         self.inference = updated
 
     def encode_observations(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            prepared = prepare_observations(obs, self.spec, self.normalizer, self.device)
-            return self.encoder(prepared).float().cpu().numpy()
+        return encode_history(obs, self.spec, self.normalizer, self.encoder, self.device)
 
     def act(self, context: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
         with torch.inference_mode():
