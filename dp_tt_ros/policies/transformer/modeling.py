@@ -31,8 +31,8 @@ option ``context_transitions`` the plan also sees the last transitions this poli
 episode (see :class:`~dp_tt_ros.policies.transformer.planner.PastTransition`). With
 ``tracked_targets`` predicted states are computed, not decoded: joints at the commanded targets
 and the relative goal moved with the tool. The chunk's later rows then hold up when latency
-makes the executor start past its first row. The tokenizer's bin
-edges are a buffer of this module and travel in ``model.safetensors`` with the weights.
+makes the executor start past its first row. The tokenizer's bin edges are a buffer of this
+module and travel in ``model.safetensors`` with the weights.
 """
 
 from __future__ import annotations
