@@ -62,7 +62,7 @@ collect() {  # clean demos for DP/BC; TT also gets noisy demos (failures kept) f
 
 collect_tt() {  # TT classifies actions into bins and needs more demos: the mixed ones + clean ones
   local task=$1 extra=800
-  [[ $task == reach ]] || extra=400
+  [[ $task == avoid ]] && extra=1200
   if [[ ! -d $DATA/${task}_tt.zarr ]]; then
     cp -r "$DATA/${task}_mixed.zarr" "$DATA/${task}_tt.zarr"
     $CLI collect --task "$task" --episodes $extra --noise 0.01 --out "$DATA/${task}_tt.zarr"
@@ -86,13 +86,15 @@ train() {  # POLICY TASK STORE OUT [STEPS BATCH]
         --steps $steps --batch-size $batch --lr 1e-3 --warmup-steps 100 --threads 1 --seed 0 \
         --no-progress --config obs_keys="$keys" horizon=8 n_action_steps=4 ;;
     transformer)  # small GPT that replans every step; actions and goal relative to the arm
-      # 114 epochs (reach) and 200 (avoid): under 2 min each on one H200 (--device cuda), hours
-      # on 2 CPU cores. The earlier CPU-sized 28 and 6 epochs reached 97 % and 34 %.
+      # reach: 3 layers x 64, 114 epochs, under 2 min on one H200 (--device cuda). avoid: 4 layers
+      # x 128 on 1500 demos, 100 epochs, 3 min on one H100; 3 x 64 stayed at or under 87 % there, on
+      # 700 or 1500 demos. Both take hours on 2 CPU cores.
       collect_tt "$task"
-      steps=5000 batch=128; [[ $task == avoid ]] && { steps=10000; batch=256; }
+      local size=(3 64); steps=5000 batch=128
+      [[ $task == avoid ]] && { size=(4 128); steps=10000; batch=256; }
       $CLI train --policy transformer --data "$DATA/${task}_tt.zarr" --out "$out" \
         --steps $steps --batch-size $batch --threads 1 --seed 0 --no-progress \
-        --config obs_keys="$keys" horizon=4 n_action_steps=1 n_layer=3 n_embd=64 \
+        --config obs_keys="$keys" horizon=4 n_action_steps=1 n_layer=${size[0]} n_embd=${size[1]} \
         window_transitions=5 relative_actions=true relative_goal=true strategy=quantile \
         planning.mode=likelihood planning.beam_width=4 planning.n_expand=2 \
         planning.tracked_targets=true ;;

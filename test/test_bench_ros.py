@@ -74,6 +74,21 @@ def test_bench_ros_streams_observations_like_a_robot(checkpoint: Path, tmp_path:
     assert result['end_to_end_ms']['median'] > result['inference_ms']['median']
     encode = result['perception_encode_and_publish_ms']
     assert 0 < encode['p50'] <= encode['p99'] <= encode['max']
+    # The probe plays ros2_control at the executor's priority; each node reports what it got
+    # from its config file (or 'normal' where SCHED_FIFO is not permitted).
+    probe = result['probe_scheduling']
+    assert probe == 'SCHED_FIFO 50' or probe.startswith('normal (')
+    scheduling = result['node_scheduling']
+    assert scheduling['perception'] in ('SCHED_FIFO 48', 'normal')
+    assert scheduling['policy'] in ('SCHED_FIFO 45', 'normal')
+    assert scheduling['executor'] in ('SCHED_FIFO 50', 'normal')
+
+
+def test_bench_ros_rejects_an_invalid_realtime_priority(
+        checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(['bench', 'ros', '--checkpoint', str(checkpoint), '--realtime-priority',
+                 '100']) == 2
+    assert '--realtime-priority must be 0 (off) to 99, got 100' in capsys.readouterr().err
 
 
 def test_bench_ros_rejects_a_missing_checkpoint(tmp_path: Path,

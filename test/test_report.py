@@ -43,14 +43,18 @@ def test_targets_are_checked_against_measured_numbers(tmp_path: Path) -> None:
     _write_eval(tmp_path, 'diffusion_pick_place', 0.5, 0.0)
     _write_eval(tmp_path, 'diffusion_avoid', 1.0, 0.0)
     _write_eval(tmp_path, 'bc_avoid', 0.6, 0.2)
-    _write_eval(tmp_path, 'transformer_avoid', 0.5, 0.0)
+    _write_eval(tmp_path, 'transformer_avoid', 0.4, 0.0)
+    _write_eval(tmp_path, 'bc_reach', 1.0, 0.0)
+    _write_eval(tmp_path, 'transformer_reach', 0.97, 0.0)
     lines = report.target_lines(tmp_path)
     assert '- DP on push: 91 % against ≥ 90 %, met.' in lines
     assert '- DP on pick_place: 50 % against ≥ 80 %, missed.' in lines
     assert '- DP on reach: no evaluation yet (target ≥ 95 %).' in lines
     avoid = next(line for line in lines if line.startswith('- DP over BC on avoid'))
     assert '+40 points' in avoid and avoid.endswith('met.')
-    assert '- TT ≥ BC on avoid: 50 % against 60 %, missed.' in lines
+    assert '- TT ≥ BC on avoid: 40 % against 60 %, missed.' in lines
+    assert ('- TT ≥ BC on reach: 97 % against 100 %, missed, though the 95 % intervals overlap '
+            '([92, 100] against [95, 100]).') in lines
     assert any(line.startswith('- Image DP on reach: no evaluation yet') for line in lines)
 
 

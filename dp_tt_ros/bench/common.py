@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import yaml
+
+from dp_tt_ros.cli import CommandError
+from dp_tt_ros.paths import config_dir
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float]:
@@ -60,3 +64,30 @@ def write_json(result: dict[str, Any], path: str | os.PathLike | None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + '\n')
     print(text)
+
+
+def robot_realtime_priority(requested: int | None) -> int:
+    """
+    SCHED_FIFO priority of a benchmark's robot stand-in: ``requested``, else the executor's own.
+
+    On a robot the command receiver is ros2_control's controller_manager, which runs under
+    SCHED_FIFO (priority 50), so a stand-in with the normal scheduler would time its own
+    wake-ups as much as the graph's.
+    """
+    if requested is None:
+        parameters = yaml.safe_load((config_dir() / 'executor.yaml').read_text())
+        requested = int(parameters['executor']['ros__parameters'].get('realtime_priority', 0))
+    if not 0 <= requested <= 99:
+        raise CommandError(f'--realtime-priority must be 0 (off) to 99, got {requested}')
+    return requested
+
+
+def make_thread_realtime(priority: int) -> str:
+    """Put the calling thread (and threads it starts later) under SCHED_FIFO; say what it got."""
+    if priority <= 0:
+        return 'normal'
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as error:
+        return f'normal ({error})'
+    return f'SCHED_FIFO {priority}'

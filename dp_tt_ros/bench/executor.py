@@ -54,9 +54,9 @@ from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
-import yaml
 
-from dp_tt_ros.bench.common import machine_info, summarize, write_json
+from dp_tt_ros.bench.common import (machine_info, make_thread_realtime,
+                                    robot_realtime_priority, summarize, write_json)
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir, models_dir
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION
@@ -201,16 +201,10 @@ class _Robot:
         from std_msgs.msg import Float64MultiArray
 
         self.realtime_priority = realtime_priority
-        self.scheduling = 'normal'
-        if realtime_priority > 0:
-            # Threads created below (DDS's included) inherit the policy; the main thread keeps
-            # it too, or it could be preempted while holding the GIL the receiver needs. The
-            # executor and policy processes are started before, with normal scheduling.
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
-                self.scheduling = f'SCHED_FIFO {realtime_priority}'
-            except OSError as error:
-                self.scheduling = f'normal ({error})'
+        # Threads created below (DDS's included) inherit the policy; the main thread keeps it
+        # too, or it could be preempted while holding the GIL the receiver needs. The executor
+        # and policy processes are started before, with their own settings.
+        self.scheduling = make_thread_realtime(realtime_priority)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node('bench_executor_robot', context=self.context)
@@ -338,13 +332,7 @@ def run(args: argparse.Namespace) -> int:
     duration = 3.0 if args.quick else args.duration
     if duration <= 0:
         raise CommandError(f'--duration must be > 0 seconds, got {args.duration}')
-    if args.realtime_priority is None:
-        parameters = yaml.safe_load((config_dir() / 'executor.yaml').read_text())
-        args.realtime_priority = int(parameters['executor']['ros__parameters'].get(
-            'realtime_priority', 0))
-    if not 0 <= args.realtime_priority <= 99:
-        raise CommandError(f'--realtime-priority must be 0 (off) to 99, got '
-                           f'{args.realtime_priority}')
+    args.realtime_priority = robot_realtime_priority(args.realtime_priority)
     try:
         down_dims = [int(part) for part in args.down_dims.split(',')]
     except ValueError as error:

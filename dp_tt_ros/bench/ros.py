@@ -70,7 +70,8 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 from tqdm import tqdm
 
-from dp_tt_ros.bench.common import machine_info, summarize, write_json
+from dp_tt_ros.bench.common import (machine_info, make_thread_realtime,
+                                    robot_realtime_priority, summarize, write_json)
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
@@ -90,6 +91,8 @@ MODE_NOTES = {
                         'and its first point is the command',
 }
 GRAPH_NODES = ('perception', 'policy', 'executor')
+# Diagnostics keys where the nodes say which scheduler their process (or loop) runs under.
+SCHEDULING_KEYS = ('scheduling', 'loop_scheduling')
 START_TIMEOUT_S = 120.0
 
 
@@ -119,12 +122,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-immediate-command', dest='immediate_command', action='store_false',
                         help="forward_position: turn the executor's immediate_command off, so "
                              'the first command waits for the next control tick')
+    parser.add_argument('--realtime-priority', type=int, default=None, metavar='P',
+                        help="SCHED_FIFO priority of this process, the robot stand-in that "
+                             'publishes observations and receives commands; 0 = normal '
+                             "scheduling (default: config/executor.yaml's realtime_priority, as "
+                             'a ros2_control controller_manager runs)')
 
 
 class _Probe:
     """The robot stand-in: publishes observations and times the executor's commands."""
 
-    def __init__(self, spec: Any, controller_mode: str) -> None:
+    def __init__(self, spec: Any, controller_mode: str, realtime_priority: int) -> None:
         import rclpy
         from rclpy.node import Node
         from rclpy.qos import QoSProfile
@@ -133,6 +141,9 @@ class _Probe:
         from trajectory_msgs.msg import JointTrajectory
 
         self.spec = spec
+        # The graph's processes are already started with their own config; the threads created
+        # below (DDS, spin, streamer) inherit this thread's policy.
+        self.scheduling = make_thread_realtime(realtime_priority)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node('bench_ros_probe', context=self.context)
@@ -156,6 +167,7 @@ class _Probe:
         node.create_subscription(DiagnosticStatus, '/policy/timing', self._on_timing,
                                  QoSProfile(depth=100))
         self.perception_encode_ms: dict[str, float] = {}
+        self.node_scheduling: dict[str, str] = {}
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                  QoSProfile(depth=100))
         from rclpy.executors import SingleThreadedExecutor
@@ -184,8 +196,12 @@ class _Probe:
             self.timings[values['capture_stamp_ns']] = values
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        """Keep the perception node's latest encode-and-publish time summary."""
+        """Keep the nodes' scheduling and the perception node's latest encode time summary."""
         for status in msg.status:
+            for item in status.values:
+                if item.key in SCHEDULING_KEYS:
+                    with self.lock:
+                        self.node_scheduling[status.hardware_id] = item.value
             if status.hardware_id == PERCEPTION_NODE:
                 summary = {item.key[len(ENCODE_KEY) + 1:]: float(item.value)
                            for item in status.values if item.key.startswith(ENCODE_KEY + '_')}
@@ -277,6 +293,8 @@ class _Probe:
         self.node.destroy_node()
         import rclpy
         rclpy.shutdown(context=self.context)
+        if self.scheduling.startswith('SCHED_FIFO'):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:
@@ -345,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f'--trials must be >= 1, got {args.trials}')
     if not 0.0 <= args.stream_hz <= 1000.0:
         raise CommandError(f'--stream-hz must be 0 (off) .. 1000, got {args.stream_hz}')
+    args.realtime_priority = robot_realtime_priority(args.realtime_priority)
     try:
         checkpoint = resolve_checkpoint(args.checkpoint, args.policy_type, args.task).resolve()
         spec = load_policy(checkpoint).spec
@@ -353,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix='bench_ros_') as log_dir:
         processes = _start_graph(checkpoint, args.policy_type, args, Path(log_dir))
-        probe = _Probe(spec, args.controller_mode)
+        probe = _Probe(spec, args.controller_mode, args.realtime_priority)
         try:
             if not _wait(lambda: probe.graph_ready() or _dead_node(processes) is not None,
                          START_TIMEOUT_S) or _dead_node(processes):
@@ -416,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
         'executor_control_rate_hz': args.control_rate,
         'immediate_command': args.immediate_command,
         'first_command_immediate': sum(s['immediate'] for s in samples),
+        'probe_scheduling': probe.scheduling,
+        'node_scheduling': probe.node_scheduling,
         'command': ' '.join(['dp-tt-ros', 'bench', 'ros', *sys.argv[3:]]),
         'machine': machine_info(),
     }

@@ -84,7 +84,7 @@ from dp_tt_ros.control.plan import BLEND_MODES, ChunkVerdict, TimedPlan
 from dp_tt_ros.control.safety import SafetyFilter
 from dp_tt_ros.robot import COMMAND_JOINTS, JointLimits, PANDA_LIMITS
 from dp_tt_ros.ros.conversions import seconds_to_stamp, stamp_to_seconds
-from dp_tt_ros.ros.process import run_node_process
+from dp_tt_ros.ros.process import request_realtime, run_node_process
 
 NODE_NAME = 'executor'
 CONTROLLER_MODES = ('forward_position', 'joint_trajectory')
@@ -632,18 +632,6 @@ class ExecutorNode(Node):
             self._jump_handle = None
 
 
-def make_process_realtime(priority: int) -> None:
-    """
-    Put every thread of this process (ROS executor, DDS, control loop) under SCHED_FIFO.
-
-    The control loop alone is not enough in Python: a normal-priority thread holding the GIL can
-    be preempted by any other process, and the loop then waits for it. Only for a process that
-    runs nothing but the executor node, as ``main`` does. Raises OSError when not permitted.
-    """
-    for thread_id in sorted(int(tid) for tid in os.listdir('/proc/self/task')):
-        os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the executor until shutdown; returns 2 for a bad parameter value."""
     # Wake the control thread promptly when a callback holds the GIL (default switch is 5 ms).
@@ -652,13 +640,7 @@ def main(args: list[str] | None = None) -> int:
     def run(node: ExecutorNode) -> None:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        priority = node.settings.realtime_priority
-        if priority > 0:
-            try:
-                make_process_realtime(priority)
-            except OSError as error:
-                node.get_logger().warning(f'realtime_priority {priority}: {error}; the node '
-                                          f'runs with the normal scheduler')
+        request_realtime(node, node.settings.realtime_priority)
         executor.spin()
 
     return run_node_process(NODE_NAME, args, ExecutorNode, run, (ExecutorConfigError,),

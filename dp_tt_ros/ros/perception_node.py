@@ -58,7 +58,7 @@ from dp_tt_ros.ros.context import (
     declare_parameters, encode_context, joint_state_vectors, key_values,
     NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
-from dp_tt_ros.ros.process import float_range, run_node_process
+from dp_tt_ros.ros.process import float_range, int_range, request_realtime, run_node_process
 
 NODE_NAME = 'perception'
 LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
@@ -82,6 +82,9 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                      'order; entries beyond the number of image keys are unused', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
+    'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
+                          'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
+                          'and keeps it too', int_range(0, 99)),
 }
 
 
@@ -91,6 +94,8 @@ class PerceptionNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         params = declare_parameters(self, PARAMETERS)
+        self.realtime_priority: int = params['realtime_priority']
+        self.scheduling = 'normal'  # what main's request_realtime got
         if params['device'] not in ('cpu', 'cuda'):
             raise NodeConfigError(f"parameter device={params['device']!r}; expected cpu or cuda")
         directory = resolve_checkpoint(params['checkpoint'], params['policy_type'], params['task'])
@@ -264,7 +269,8 @@ class PerceptionNode(Node):
                                     for name, reason in sorted(self.stale.items()))
         status.values += self.encode_ms.key_values('encode_ms')
         status.values += key_values([('checkpoint_id', self.checkpoint_id),
-                                     ('episode', self.episode or '')])
+                                     ('episode', self.episode or ''),
+                                     ('scheduling', self.scheduling)])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
@@ -272,5 +278,9 @@ class PerceptionNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the perception node until shutdown; returns 2 for a bad parameter or checkpoint."""
-    return run_node_process(NODE_NAME, args, PerceptionNode, spin,
+    def run(node: PerceptionNode) -> None:
+        node.scheduling = request_realtime(node, node.realtime_priority)
+        spin(node)
+
+    return run_node_process(NODE_NAME, args, PerceptionNode, run,
                             (NodeConfigError, CheckpointError))

@@ -57,7 +57,7 @@ from dp_tt_ros.ros.context import (
     chunk_to_trajectory, declare_parameters, decode_context, key_values,
     LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
     task_episode)
-from dp_tt_ros.ros.process import float_range, int_range, run_node_process
+from dp_tt_ros.ros.process import float_range, int_range, request_realtime, run_node_process
 
 NODE_NAME = 'policy'
 DEVICES = ('cpu', 'cuda')
@@ -97,6 +97,9 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'publish_timing': (False, 'publish per-chunk timing on /policy/timing (for bench ros)', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
+    'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
+                          'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
+                          'and keeps it too', int_range(0, 99)),
 }
 
 
@@ -139,6 +142,7 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMETERS)
+        self.scheduling = 'normal'  # what main's request_realtime got
         self.policy: Policy | None = None
         self.checkpoint_id = ''
         self.mailbox: LatestOnly[tuple[PolicyContext, int]] = LatestOnly()
@@ -358,7 +362,8 @@ class PolicyNode(Node):
         self.recent_problems = 0
         status.values = key_values(self.counts.items())
         status.values += key_values([('replaced_contexts', self.mailbox.replaced),
-                                     ('checkpoint_id', self.checkpoint_id)])
+                                     ('checkpoint_id', self.checkpoint_id),
+                                     ('scheduling', self.scheduling)])
         status.values += self.inference_ms.key_values('inference_ms')
         status.values += self.age_ms.key_values('capture_to_publish_ms')
         array = DiagnosticArray(status=[status])
@@ -369,6 +374,7 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run the policy node; with ``autostart`` it configures and activates itself."""
     def run(node: PolicyNode) -> int:
+        node.scheduling = request_realtime(node, node.params['realtime_priority'])
         if node.params['autostart']:
             node.trigger_configure()
             if node.policy is None:

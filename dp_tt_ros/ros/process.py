@@ -22,6 +22,7 @@ checkpoints or stores, and the node's resources are released whatever happened.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -43,6 +44,36 @@ def float_range(low: float, high: float) -> dict[str, Any]:
 def int_range(low: int, high: int) -> dict[str, Any]:
     """Descriptor fields limiting an integer parameter to [low, high]."""
     return {'integer_range': [IntegerRange(from_value=low, to_value=high, step=1)]}
+
+
+def make_process_realtime(priority: int) -> None:
+    """
+    Put every thread of this process (ROS executor, DDS, node threads) under SCHED_FIFO.
+
+    One thread alone is not enough in Python: a normal-priority thread holding the GIL can be
+    preempted by any other process, and the real-time one then waits for it. Threads started
+    later inherit the policy. Raises OSError when not permitted.
+    """
+    for thread_id in sorted(int(tid) for tid in os.listdir('/proc/self/task')):
+        os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
+
+
+def request_realtime(node: Node, priority: int) -> str:
+    """
+    Ask for SCHED_FIFO ``priority`` (0: leave the scheduler alone) and name what the process got.
+
+    Like ros2_control's controller_manager, a refusal (no CAP_SYS_NICE or rtprio limit) is a
+    warning, not an error: the node runs, only with more latency jitter on a loaded machine.
+    """
+    if priority <= 0:
+        return 'normal'
+    try:
+        make_process_realtime(priority)
+    except OSError as error:
+        node.get_logger().warning(f'realtime_priority {priority}: {error}; the node runs with '
+                                  f'the normal scheduler')
+        return 'normal'
+    return f'SCHED_FIFO {priority}'
 
 
 def run_node_process(name: str, args: list[str] | None, build: Callable[[], NodeT],
