@@ -374,12 +374,13 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run the policy node; with ``autostart`` it configures and activates itself."""
     def run(node: PolicyNode) -> int:
-        node.scheduling = request_realtime(node, node.params['realtime_priority'])
         if node.params['autostart']:
             node.trigger_configure()
             if node.policy is None:
                 return 2
             node.trigger_activate()
+        # After the warm-up: at real-time priority it would starve the simulator while it starts.
+        node.scheduling = request_realtime(node, node.params['realtime_priority'])
         spin(node)
         return 0
 
