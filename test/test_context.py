@@ -26,7 +26,7 @@ from std_msgs.msg import Float32MultiArray
 from dp_tt_ros.policies.checkpoint import CheckpointError, FORMAT_VERSION
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS
 from dp_tt_ros.ros.context import (
-    chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
+    ChunkMessage, chunk_to_trajectory, decode_context, encode_context, joint_state_vectors,
     LatestOnly, NodeConfigError, ns_to_stamp, resolve_checkpoint, RollingSamples, stamp_to_ns,
     task_episode)
 
@@ -82,6 +82,19 @@ def test_chunk_to_trajectory_anchors_points_at_the_capture_time() -> None:
     np.testing.assert_array_equal([p.positions for p in msg.points], chunk)
     with pytest.raises(ValueError, match='does not match 7 joints'):
         chunk_to_trajectory(chunk, ARM_JOINTS, 0.1, STAMP)
+
+
+def test_chunk_message_is_refilled_in_place() -> None:
+    writer = ChunkMessage(COMMAND_JOINTS, 0.1, 3)
+    first = writer.fill(np.zeros((3, 8)), STAMP)
+    chunk = np.arange(3 * 8, dtype=np.float64).reshape(3, 8)
+    second = writer.fill(chunk, STAMP + 10**8)
+    assert second is first and stamp_to_ns(second.header.stamp) == STAMP + 10**8
+    np.testing.assert_array_equal([p.positions for p in second.points], chunk)
+    times = [p.time_from_start.sec * 10**9 + p.time_from_start.nanosec for p in second.points]
+    assert times == [100_000_000, 200_000_000, 300_000_000]
+    with pytest.raises(ValueError, match='does not match 3 points of 8 joints'):
+        writer.fill(np.zeros((4, 8)), STAMP)
 
 
 def test_stamp_conversions_are_inverse() -> None:

@@ -54,7 +54,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_tt_ros.policies.base import Policy
 from dp_tt_ros.policies.checkpoint import checkpoint_id, CheckpointError, load_policy
 from dp_tt_ros.ros.context import (
-    chunk_to_trajectory, declare_parameters, decode_context, key_values,
+    ChunkMessage, declare_parameters, decode_context, key_values,
     LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
     task_episode)
 from dp_tt_ros.ros.process import float_range, int_range, request_realtime, run_node_process
@@ -149,6 +149,7 @@ class PolicyNode(Node):
         self.active = threading.Event()
         self.stop_worker = threading.Event()
         self.worker: threading.Thread | None = None
+        self._chunk_msg: ChunkMessage | None = None  # reused by the worker for every chunk
         self.policy_lock = threading.Lock()
         self.inference_ms = RollingSamples()
         self.age_ms = RollingSamples()
@@ -300,6 +301,13 @@ class PolicyNode(Node):
                 self.policy.reset()
 
     # ------------------------------------------------------------------ inference
+    def _chunk_message(self, joint_names: list[str], dt: float, horizon: int) -> ChunkMessage:
+        message = self._chunk_msg
+        if (message is None or message.joint_names != list(joint_names)
+                or message.dt != dt or len(message.msg.points) != horizon):
+            message = self._chunk_msg = ChunkMessage(joint_names, dt, horizon)
+        return message
+
     def _work(self) -> None:
         while not self.stop_worker.is_set():
             item = self.mailbox.take(timeout=WORKER_POLL_S)
@@ -322,7 +330,8 @@ class PolicyNode(Node):
                 self.counts['errors'] += 1
                 self._problem('policy produced NaN/Inf actions; chunk not published')
                 continue
-            msg = chunk_to_trajectory(chunk, spec.joint_names, spec.dt, context.stamp_ns)
+            msg = self._chunk_message(spec.joint_names, spec.dt, len(chunk)).fill(
+                chunk, context.stamp_ns)
             if not self.active.is_set():
                 continue
             published_ns = self.get_clock().now().nanoseconds
