@@ -80,14 +80,3 @@ def robot_realtime_priority(requested: int | None) -> int:
     if not 0 <= requested <= 99:
         raise CommandError(f'--realtime-priority must be 0 (off) to 99, got {requested}')
     return requested
-
-
-def make_thread_realtime(priority: int) -> str:
-    """Put the calling thread (and threads it starts later) under SCHED_FIFO; say what it got."""
-    if priority <= 0:
-        return 'normal'
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except OSError as error:
-        return f'normal ({error})'
-    return f'SCHED_FIFO {priority}'

@@ -55,12 +55,13 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from dp_tt_ros.bench.common import (machine_info, make_thread_realtime,
-                                    robot_realtime_priority, summarize, write_json)
+from dp_tt_ros.bench.common import (machine_info, robot_realtime_priority, summarize,
+                                    write_json)
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir, models_dir
 from dp_tt_ros.robot import ARM_JOINTS, COMMAND_JOINTS, FINGER_JOINTS, HOME_POSITION
 from dp_tt_ros.ros.executor_node import IMMEDIATE_LABEL
+from dp_tt_ros.ros.process import make_thread_realtime
 
 TARGET_P99_MS = 2.0
 START_TIMEOUT_S = 60.0

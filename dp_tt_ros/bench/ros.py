@@ -70,14 +70,15 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 from tqdm import tqdm
 
-from dp_tt_ros.bench.common import (machine_info, make_thread_realtime,
-                                    robot_realtime_priority, summarize, write_json)
+from dp_tt_ros.bench.common import (machine_info, robot_realtime_priority, summarize,
+                                    write_json)
 from dp_tt_ros.cli import CommandError
 from dp_tt_ros.paths import config_dir
 from dp_tt_ros.robot import ARM_JOINTS, FINGER_JOINTS, HOME_POSITION
 from dp_tt_ros.ros.executor_node import IMMEDIATE_LABEL
 from dp_tt_ros.ros.graph import COMMAND_TOPICS, CONTROLLER_MODES
 from dp_tt_ros.ros.perception_node import NODE_NAME as PERCEPTION_NODE
+from dp_tt_ros.ros.process import make_thread_realtime
 
 TARGET_P99_MS = 5.0
 ENCODE_KEY = 'encode_ms'  # the perception node's /diagnostics summary of encode + publish

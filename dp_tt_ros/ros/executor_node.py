@@ -58,7 +58,6 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import math
-import os
 import sys
 import threading
 import time
@@ -84,7 +83,7 @@ from dp_tt_ros.control.plan import BLEND_MODES, ChunkVerdict, TimedPlan
 from dp_tt_ros.control.safety import SafetyFilter
 from dp_tt_ros.robot import COMMAND_JOINTS, JointLimits, PANDA_LIMITS
 from dp_tt_ros.ros.conversions import seconds_to_stamp, stamp_to_seconds
-from dp_tt_ros.ros.process import request_realtime, run_node_process
+from dp_tt_ros.ros.process import make_thread_realtime, request_realtime, run_node_process
 
 NODE_NAME = 'executor'
 CONTROLLER_MODES = ('forward_position', 'joint_trajectory')
@@ -466,15 +465,11 @@ class ExecutorNode(Node):
 
     # ------------------------------------------------------------------ control loop
     def _run_loop(self) -> None:
-        priority = self.settings.realtime_priority
-        if priority > 0:
-            # Like ros2_control's controller_manager: ask for SCHED_FIFO, warn if refused.
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-                self._scheduling = f'SCHED_FIFO {priority}'
-            except (OSError, AttributeError) as error:
-                self.get_logger().warning(f'realtime_priority {priority}: {error}; the control '
-                                          f'loop keeps the normal scheduler')
+        # Like ros2_control's controller_manager: ask for SCHED_FIFO, warn if refused.
+        self._scheduling = make_thread_realtime(self.settings.realtime_priority)
+        if self._scheduling.startswith('normal ('):
+            self.get_logger().warning(f'realtime_priority {self.settings.realtime_priority}: '
+                                      f'{self._scheduling}; the control loop keeps it')
         next_diagnostics = time.monotonic() + self.settings.diagnostics_period
         wait = self._wait_sim_tick if self.sim_time else self._wait_wall_tick
         deadline: int | None = None

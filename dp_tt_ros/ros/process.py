@@ -46,6 +46,17 @@ def int_range(low: int, high: int) -> dict[str, Any]:
     return {'integer_range': [IntegerRange(from_value=low, to_value=high, step=1)]}
 
 
+def make_thread_realtime(priority: int) -> str:
+    """Put the calling thread (and threads it starts later) under SCHED_FIFO; say what it got."""
+    if priority <= 0:
+        return 'normal'
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as error:
+        return f'normal ({error})'
+    return f'SCHED_FIFO {priority}'
+
+
 def make_process_realtime(priority: int) -> None:
     """
     Put every thread of this process (ROS executor, DDS, node threads) under SCHED_FIFO.
