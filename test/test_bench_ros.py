@@ -82,6 +82,9 @@ def test_bench_ros_streams_observations_like_a_robot(checkpoint: Path, tmp_path:
     assert scheduling['perception'] in ('SCHED_FIFO 48', 'normal')
     assert scheduling['policy'] in ('SCHED_FIFO 45', 'normal')
     assert scheduling['executor'] in ('SCHED_FIFO 50', 'normal')
+    # Their config files also ask for CPUs that never halt (or warn where that is refused).
+    assert set(result['node_cpu_wakeup_latency'].values()) <= {'at most 0 us', 'system setting'}
+    assert set(result['node_cpu_wakeup_latency']) == {'perception', 'policy', 'executor'}
 
 
 def test_bench_ros_rejects_an_invalid_realtime_priority(

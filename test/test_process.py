@@ -15,6 +15,7 @@
 """Per-process node plumbing: real-time scheduling, asked for in child processes only."""
 
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -60,3 +61,50 @@ def test_granted_priority_covers_every_thread_and_a_refusal_only_warns() -> None
     outcome, policies, stderr = _request(100)
     assert outcome == 'normal' and set(policies) == {os.SCHED_OTHER}
     assert 'realtime_priority 100' in stderr and 'normal scheduler' in stderr
+
+
+# Runs in a fresh interpreter: hold the bound, print the outcome and the system-wide value the
+# kernel then applies (read back from the same device), or the outcome alone if it is unreadable.
+HOLD = textwrap.dedent("""
+    import struct, sys
+    import rclpy
+    from rclpy.node import Node
+    from dp_tt_ros.ros.process import CPU_LATENCY_DEVICE, hold_cpu_wakeup_latency
+    rclpy.init()
+    node = Node('cpu_latency_probe')
+    print(hold_cpu_wakeup_latency(node, int(sys.argv[1])))
+    try:
+        with open(CPU_LATENCY_DEVICE, 'rb') as device:
+            print(struct.unpack('i', device.read(4))[0])
+    except OSError:
+        pass
+    node.destroy_node()
+    rclpy.shutdown()
+""")
+
+
+def _hold(microseconds: int) -> tuple[list[str], str]:
+    done = subprocess.run([sys.executable, '-c', HOLD, str(microseconds)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout.splitlines(), done.stderr
+
+
+def _system_cpu_latency() -> int | None:
+    try:
+        with open('/dev/cpu_dma_latency', 'rb') as device:
+            return struct.unpack('i', device.read(4))[0]
+    except OSError:
+        return None
+
+
+def test_cpu_wakeup_latency_holds_while_the_process_runs_and_a_refusal_only_warns() -> None:
+    before = _system_cpu_latency()
+    lines, stderr = _hold(-1)
+    assert lines[0] == 'system setting' and 'cpu_wakeup_latency_us' not in stderr
+    lines, stderr = _hold(0)
+    if lines[0] == 'at most 0 us':  # permitted: the kernel applies the bound while it is held
+        assert lines[1:] == ['0']
+    else:  # no write access to /dev/cpu_dma_latency: a warning, and nothing changes
+        assert lines[0] == 'system setting' and 'cpu_wakeup_latency_us 0' in stderr
+    # The request ends with the process that made it.
+    assert _system_cpu_latency() == before

@@ -292,6 +292,7 @@ def phase_result(arrivals: list[int], immediate: list[int], diagnostics: list[di
         last = diagnostics[-1]
         result['executor_state'] = last.get('state', '')
         result['executor_loop_scheduling'] = last.get('loop_scheduling', '')
+        result['executor_cpu_wakeup_latency'] = last.get('cpu_wakeup_latency', '')
         result['executor_last_rejection'] = last.get('last_rejection', '')
         for key in ('chunks_accepted', 'chunks_rejected', 'points_dropped', 'missed_ticks',
                     'immediate_commands'):

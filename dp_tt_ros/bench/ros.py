@@ -94,6 +94,7 @@ MODE_NOTES = {
 GRAPH_NODES = ('perception', 'policy', 'executor')
 # Diagnostics keys where the nodes say which scheduler their process (or loop) runs under.
 SCHEDULING_KEYS = ('scheduling', 'loop_scheduling')
+CPU_WAKEUP_KEY = 'cpu_wakeup_latency'
 START_TIMEOUT_S = 120.0
 
 
@@ -169,6 +170,7 @@ class _Probe:
                                  QoSProfile(depth=100))
         self.perception_encode_ms: dict[str, float] = {}
         self.node_scheduling: dict[str, str] = {}
+        self.node_cpu_wakeup_latency: dict[str, str] = {}
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                  QoSProfile(depth=100))
         from rclpy.executors import SingleThreadedExecutor
@@ -203,6 +205,9 @@ class _Probe:
                 if item.key in SCHEDULING_KEYS:
                     with self.lock:
                         self.node_scheduling[status.hardware_id] = item.value
+                elif item.key == CPU_WAKEUP_KEY:
+                    with self.lock:
+                        self.node_cpu_wakeup_latency[status.hardware_id] = item.value
             if status.hardware_id == PERCEPTION_NODE:
                 summary = {item.key[len(ENCODE_KEY) + 1:]: float(item.value)
                            for item in status.values if item.key.startswith(ENCODE_KEY + '_')}
@@ -438,6 +443,7 @@ def run(args: argparse.Namespace) -> int:
         'first_command_immediate': sum(s['immediate'] for s in samples),
         'probe_scheduling': probe.scheduling,
         'node_scheduling': probe.node_scheduling,
+        'node_cpu_wakeup_latency': probe.node_cpu_wakeup_latency,
         'command': ' '.join(['dp-tt-ros', 'bench', 'ros', *sys.argv[3:]]),
         'machine': machine_info(),
     }

@@ -53,6 +53,8 @@ Behaviour worth knowing:
   runs the control loop, and in ``main`` every thread of the process, under SCHED_FIFO; where
   that is not permitted the node warns and runs with the normal scheduler. On a loaded machine
   this is what keeps the period jitter low (see ``dp-tt-ros bench executor``).
+  ``cpu_wakeup_latency_us`` 0 (config) keeps idle CPUs polling while the node runs, so that a
+  tick or a chunk never waits for a CPU to come out of a deep idle state.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ from dp_tt_ros.control.plan import BLEND_MODES, ChunkVerdict, TimedPlan
 from dp_tt_ros.control.safety import SafetyFilter
 from dp_tt_ros.robot import COMMAND_JOINTS, JointLimits, PANDA_LIMITS
 from dp_tt_ros.ros.conversions import seconds_to_stamp, stamp_to_seconds
-from dp_tt_ros.ros.process import make_thread_realtime, request_realtime, run_node_process
+from dp_tt_ros.ros.process import (
+    CPU_WAKEUP_LATENCY_PARAMETER, hold_cpu_wakeup_latency, make_thread_realtime, request_realtime,
+    run_node_process)
 
 NODE_NAME = 'executor'
 CONTROLLER_MODES = ('forward_position', 'joint_trajectory')
@@ -131,6 +135,7 @@ PARAMETERS: dict[str, tuple[object, str, dict]] = {
     'realtime_priority': (0, 'SCHED_FIFO priority of the control loop and, when run as its own '
                           'process, of all its threads; 0 keeps the normal scheduler; without '
                           'CAP_SYS_NICE it warns and keeps it too', _ints(0, 99)),
+    'cpu_wakeup_latency_us': CPU_WAKEUP_LATENCY_PARAMETER,
     'joints': (list(COMMAND_JOINTS), 'order of command values and of the limit arrays: the 7 '
                'arm joints and panda_gripper, each once', {}),
 }
@@ -159,6 +164,7 @@ class ExecutorSettings:
     start_enabled: bool
     diagnostics_period: float
     realtime_priority: int
+    cpu_wakeup_latency_us: int
     limits: JointLimits
 
 
@@ -251,6 +257,7 @@ class ExecutorNode(Node):
         self._announced_hold = False
         self._stats = LoopStats(self.period_s)
         self._scheduling = 'normal'
+        self.cpu_wakeup_latency = 'system setting'  # what main's hold_cpu_wakeup_latency got
 
         reliable = QoSProfile(depth=10)
         forward = settings.controller_mode == 'forward_position'
@@ -333,7 +340,8 @@ class ExecutorNode(Node):
             out_of_limit_margin=value['out_of_limit_margin'],
             immediate_command=value['immediate_command'], start_enabled=value['start_enabled'],
             diagnostics_period=value['diagnostics_period'],
-            realtime_priority=value['realtime_priority'], limits=limits)
+            realtime_priority=value['realtime_priority'],
+            cpu_wakeup_latency_us=value['cpu_wakeup_latency_us'], limits=limits)
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
@@ -604,7 +612,8 @@ class ExecutorNode(Node):
         values.update(controller_mode=self.settings.controller_mode,
                       control_rate=self.settings.control_rate, blend=self.settings.blend,
                       time_source='sim' if self.sim_time else 'wall',
-                      loop_scheduling=self._scheduling)
+                      loop_scheduling=self._scheduling,
+                      cpu_wakeup_latency=self.cpu_wakeup_latency)
         level = DiagnosticStatus.OK
         if values['state'] in ('stale_hold', 'continuation', 'disabled'):
             level = DiagnosticStatus.WARN
@@ -636,6 +645,8 @@ def main(args: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         request_realtime(node, node.settings.realtime_priority)
+        node.cpu_wakeup_latency = hold_cpu_wakeup_latency(node,
+                                                          node.settings.cpu_wakeup_latency_us)
         executor.spin()
 
     return run_node_process(NODE_NAME, args, ExecutorNode, run, (ExecutorConfigError,),

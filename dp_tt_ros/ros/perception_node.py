@@ -58,7 +58,9 @@ from dp_tt_ros.ros.context import (
     declare_parameters, encode_context, joint_state_vectors, key_values,
     NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
-from dp_tt_ros.ros.process import float_range, int_range, request_realtime, run_node_process
+from dp_tt_ros.ros.process import (
+    CPU_WAKEUP_LATENCY_PARAMETER, float_range, hold_cpu_wakeup_latency, int_range,
+    request_realtime, run_node_process)
 
 NODE_NAME = 'perception'
 LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
@@ -85,6 +87,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
                           'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
                           'and keeps it too', int_range(0, 99)),
+    'cpu_wakeup_latency_us': CPU_WAKEUP_LATENCY_PARAMETER,
 }
 
 
@@ -96,6 +99,8 @@ class PerceptionNode(Node):
         params = declare_parameters(self, PARAMETERS)
         self.realtime_priority: int = params['realtime_priority']
         self.scheduling = 'normal'  # what main's request_realtime got
+        self.cpu_wakeup_latency_us: int = params['cpu_wakeup_latency_us']
+        self.cpu_wakeup_latency = 'system setting'  # what main's hold_cpu_wakeup_latency got
         if params['device'] not in ('cpu', 'cuda'):
             raise NodeConfigError(f"parameter device={params['device']!r}; expected cpu or cuda")
         directory = resolve_checkpoint(params['checkpoint'], params['policy_type'], params['task'])
@@ -270,7 +275,8 @@ class PerceptionNode(Node):
         status.values += self.encode_ms.key_values('encode_ms')
         status.values += key_values([('checkpoint_id', self.checkpoint_id),
                                      ('episode', self.episode or ''),
-                                     ('scheduling', self.scheduling)])
+                                     ('scheduling', self.scheduling),
+                                     ('cpu_wakeup_latency', self.cpu_wakeup_latency)])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
@@ -280,6 +286,7 @@ def main(args: list[str] | None = None) -> int:
     """Run the perception node until shutdown; returns 2 for a bad parameter or checkpoint."""
     def run(node: PerceptionNode) -> None:
         node.scheduling = request_realtime(node, node.realtime_priority)
+        node.cpu_wakeup_latency = hold_cpu_wakeup_latency(node, node.cpu_wakeup_latency_us)
         spin(node)
 
     return run_node_process(NODE_NAME, args, PerceptionNode, run,

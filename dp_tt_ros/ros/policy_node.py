@@ -57,7 +57,9 @@ from dp_tt_ros.ros.context import (
     ChunkMessage, declare_parameters, decode_context, key_values,
     LatestOnly, NodeConfigError, PolicyContext, resolve_checkpoint, RollingSamples, spin,
     task_episode)
-from dp_tt_ros.ros.process import float_range, int_range, request_realtime, run_node_process
+from dp_tt_ros.ros.process import (
+    CPU_WAKEUP_LATENCY_PARAMETER, float_range, hold_cpu_wakeup_latency, int_range,
+    request_realtime, run_node_process)
 
 NODE_NAME = 'policy'
 DEVICES = ('cpu', 'cuda')
@@ -100,6 +102,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
                           'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
                           'and keeps it too', int_range(0, 99)),
+    'cpu_wakeup_latency_us': CPU_WAKEUP_LATENCY_PARAMETER,
 }
 
 
@@ -143,6 +146,7 @@ class PolicyNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMETERS)
         self.scheduling = 'normal'  # what main's request_realtime got
+        self.cpu_wakeup_latency = 'system setting'  # what main's hold_cpu_wakeup_latency got
         self.policy: Policy | None = None
         self.checkpoint_id = ''
         self.mailbox: LatestOnly[tuple[PolicyContext, int]] = LatestOnly()
@@ -372,7 +376,8 @@ class PolicyNode(Node):
         status.values = key_values(self.counts.items())
         status.values += key_values([('replaced_contexts', self.mailbox.replaced),
                                      ('checkpoint_id', self.checkpoint_id),
-                                     ('scheduling', self.scheduling)])
+                                     ('scheduling', self.scheduling),
+                                     ('cpu_wakeup_latency', self.cpu_wakeup_latency)])
         status.values += self.inference_ms.key_values('inference_ms')
         status.values += self.age_ms.key_values('capture_to_publish_ms')
         array = DiagnosticArray(status=[status])
@@ -390,6 +395,8 @@ def main(args: list[str] | None = None) -> int:
             node.trigger_activate()
         # After the warm-up: at real-time priority it would starve the simulator while it starts.
         node.scheduling = request_realtime(node, node.params['realtime_priority'])
+        node.cpu_wakeup_latency = hold_cpu_wakeup_latency(node,
+                                                          node.params['cpu_wakeup_latency_us'])
         spin(node)
         return 0
 

@@ -23,8 +23,9 @@ checkpoints or stores, and the node's resources are released whatever happened.
 from __future__ import annotations
 
 import os
+import struct
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, TypeVar
 
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -34,6 +35,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 
 NodeT = TypeVar('NodeT', bound=Node)
 PARAMETER_ERRORS = (InvalidParameterTypeException, InvalidParameterValueException)
+# Linux PM QoS: a written bound holds for every CPU while the file stays open.
+CPU_LATENCY_DEVICE = '/dev/cpu_dma_latency'
+_cpu_latency_requests: list[BinaryIO] = []  # kept open until the process exits
 
 
 def float_range(low: float, high: float) -> dict[str, Any]:
@@ -85,6 +89,37 @@ def request_realtime(node: Node, priority: int) -> str:
                                   f'the normal scheduler')
         return 'normal'
     return f'SCHED_FIFO {priority}'
+
+
+CPU_WAKEUP_LATENCY_PARAMETER: tuple[Any, str, dict[str, Any]] = (
+    -1, 'longest wake-up from idle, in microseconds, that any CPU may take while the process '
+    'runs (Linux PM QoS via /dev/cpu_dma_latency); 0 keeps idle CPUs polling; -1 leaves the '
+    'system setting; without write access it warns and leaves it too', int_range(-1, 1_000_000))
+
+
+def hold_cpu_wakeup_latency(node: Node, microseconds: int) -> str:
+    """
+    Keep idle CPUs in states they wake from within ``microseconds`` (-1: leave them alone).
+
+    A callback that lands on a CPU halted in a deep idle state (or on a halted vCPU) starts late
+    and runs on cold caches; SCHED_FIFO does not help with that. This is the knob cyclictest and
+    tuned's latency-performance profile turn. Idle CPUs then burn power instead of sleeping, so
+    it is a parameter, and a refusal is a warning as for ``realtime_priority``.
+    """
+    if microseconds < 0:
+        return 'system setting'
+    request = None
+    try:
+        request = open(CPU_LATENCY_DEVICE, 'wb', buffering=0)
+        request.write(struct.pack('i', microseconds))
+    except OSError as error:
+        if request is not None:
+            request.close()
+        node.get_logger().warning(f'cpu_wakeup_latency_us {microseconds}: {error}; idle CPUs '
+                                  f'keep the system setting')
+        return 'system setting'
+    _cpu_latency_requests.append(request)
+    return f'at most {microseconds} us'
 
 
 def run_node_process(name: str, args: list[str] | None, build: Callable[[], NodeT],
