@@ -49,6 +49,22 @@ def test_statistics_are_buffers_in_the_state_dict():
     assert normalizer.shapes() == {'a': [2], 'b': [2, 3]}
 
 
+def test_numpy_arrays_follow_fit_and_state_dict_loads():
+    field = MinMaxField((2,))
+    field.fit(np.array([[0.0, 1.0], [2.0, 5.0]]), 'x')
+    scale, offset = field.arrays()
+    assert np.array_equal(scale, field.scale.numpy())
+    assert np.array_equal(offset, field.offset.numpy())
+    assert field.arrays() is field.arrays()  # kept, not rebuilt per call
+    field.fit(np.array([[0.0, 0.0], [4.0, 1.0]]), 'x')
+    assert np.allclose(field.arrays()[0], [0.5, 2.0])
+    other = MinMaxField((2,))
+    other.arrays()
+    other.load_state_dict(field.state_dict())
+    assert np.array_equal(other.arrays()[0], field.scale.numpy())
+    assert np.array_equal(other.arrays()[1], field.offset.numpy())
+
+
 @pytest.mark.parametrize('data, message', [
     (np.zeros((5, 3)), 'expected \\(N, 2\\)'),
     (np.zeros((0, 2)), 'empty'),

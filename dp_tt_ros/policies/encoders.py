@@ -278,8 +278,6 @@ def encode_history(obs: Mapping[str, Any], spec: PolicySpec, normalizer: Normali
     for key in encoder.lowdim_keys:
         value = np.asarray(_checked_history(obs, spec, key), dtype=np.float32)
         value = value[:, value.shape[1] - spec.n_obs_steps:]
-        field = normalizer.field(key)
-        scale = field.scale.detach().cpu().numpy()
-        offset = field.offset.detach().cpu().numpy()
+        scale, offset = normalizer.field(key).arrays()
         parts.append((value * scale + offset).reshape(*value.shape[:2], -1))
     return np.concatenate(parts, axis=-1)

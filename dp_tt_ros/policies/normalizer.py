@@ -42,6 +42,8 @@ class MinMaxField(nn.Module):
         self.shape = tuple(int(size) for size in shape)
         self.register_buffer('scale', torch.ones(self.shape))
         self.register_buffer('offset', torch.zeros(self.shape))
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self.register_load_state_dict_post_hook(_forget_arrays)
 
     def fit(self, data: np.ndarray, name: str, pin_constant: bool = False) -> None:
         """
@@ -66,12 +68,30 @@ class MinMaxField(nn.Module):
         offset = np.where(constant, -scale * low, -1.0 - scale * low)
         self.scale.copy_(torch.from_numpy(scale))
         self.offset.copy_(torch.from_numpy(offset))
+        self._arrays = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Return ``(scale, offset)`` as numpy arrays, kept until the next fit or state-dict load.
+
+        The perception node encodes low-dim histories 10 times a second; there torch's tensor
+        calls, cold each time, cost more than the whole affine map does in numpy.
+        """
+        if self._arrays is None:
+            self._arrays = (self.scale.detach().cpu().numpy().copy(),
+                            self.offset.detach().cpu().numpy().copy())
+        return self._arrays
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.offset
 
     def unnormalize(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.offset) / self.scale
+
+
+def _forget_arrays(field: MinMaxField, incompatible_keys: Any) -> None:
+    """Drop the numpy copies once ``load_state_dict`` has written new statistics."""
+    field._arrays = None
 
 
 class Normalizer(nn.Module):
