@@ -66,6 +66,16 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     assert (constant.low, constant.high) == (1.5, 1.5)
 
 
+def test_bootstrap_median_is_not_swung_by_one_slow_episode():
+    times = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 4.3]
+    median = bootstrap_interval(times, statistic=np.median)
+    mean = bootstrap_interval(times)
+    assert median.value == pytest.approx(0.575)
+    assert 0.4 <= median.low < median.value < median.high <= 0.7
+    assert mean.value > 1.0 and mean.high > 1.5
+    assert median == bootstrap_interval(times, statistic=np.median)
+
+
 def test_bootstrap_rejects_empty_and_nan():
     with pytest.raises(ValueError, match='non-empty'):
         bootstrap_interval([])

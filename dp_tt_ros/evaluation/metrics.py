@@ -17,14 +17,15 @@ Per-episode evaluation results and their aggregation with 95 % confidence interv
 
 Success-type rates get Wilson score intervals (well behaved at 0 % and 100 %, where the normal
 approximation collapses to a zero-width interval). Continuous metrics get seeded percentile
-bootstrap intervals of the mean, so the same episodes always give the same report.
+bootstrap intervals of the mean, so the same episodes always give the same report. A median
+interval is there for comparisons that one slow episode must not swing.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -87,8 +88,13 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Interval:
 
 
 def bootstrap_interval(values: Sequence[float], seed: int = 0,
-                       n_resamples: int = N_BOOTSTRAP) -> Interval:
-    """Return the mean with a seeded percentile-bootstrap 95 % interval."""
+                       n_resamples: int = N_BOOTSTRAP,
+                       statistic: Callable[..., Any] = np.mean) -> Interval:
+    """
+    Return ``statistic`` (the mean unless told) with a seeded percentile-bootstrap 95 % interval.
+
+    ``statistic`` must accept ``axis=1`` as ``np.mean`` and ``np.median`` do.
+    """
     samples = np.asarray(values, dtype=float)
     if samples.ndim != 1 or samples.size == 0:
         raise ValueError(f'need a non-empty 1-D sequence of values, got shape {samples.shape}')
@@ -96,9 +102,9 @@ def bootstrap_interval(values: Sequence[float], seed: int = 0,
         raise ValueError('bootstrap values must be finite')
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, samples.size, size=(n_resamples, samples.size))
-    means = samples[indices].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return Interval(float(samples.mean()), float(low), float(high))
+    estimates = statistic(samples[indices], axis=1)
+    low, high = np.percentile(estimates, [2.5, 97.5])
+    return Interval(float(statistic(samples)), float(low), float(high))
 
 
 def _check_trajectory(times: np.ndarray, commands: np.ndarray) -> None:
