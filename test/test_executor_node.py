@@ -213,9 +213,10 @@ class Harness:
         self.probe.spin_for(0.02)
         return self.node.get_clock().now().nanoseconds == self.probe.now_ns
 
-    def start_holding(self, position: np.ndarray = HOME_POSITION) -> None:
-        """Give the executor its first joint state and wait for the first hold command."""
-        msg = self._joint_state(position)
+    def start_holding(self, position: np.ndarray = HOME_POSITION,
+                      capture: float | None = None) -> None:
+        """Give the executor a joint state (taken now, or at ``capture``) and wait for the hold."""
+        msg = self._joint_state(position, capture)
 
         def holding() -> bool:
             # Joint states are best effort: the first ones may precede discovery.
@@ -226,9 +227,9 @@ class Harness:
         self.probe.spin_until(holding)
         np.testing.assert_allclose(self.probe.step(), position)
 
-    def _joint_state(self, command: np.ndarray) -> JointState:
+    def _joint_state(self, command: np.ndarray, capture: float | None = None) -> JointState:
         msg = JointState(name=list(ARM_JOINTS + FINGER_JOINTS))
-        msg.header.stamp = stamp(self.probe.now)
+        msg.header.stamp = stamp(self.probe.now if capture is None else capture)
         msg.position = [float(v) for v in command[:7]] + [float(command[7])] * 2
         return msg
 
@@ -415,12 +416,19 @@ def test_new_episode_drops_the_plan_and_holds_the_reset_arm(harness_factory):
     probe.spin_for(0.1)
     assert len(probe.commands) == count, 'no command before the reset arm is measured'
     reset_position = HOME_POSITION + np.r_[np.full(7, -0.05), -0.02]
-    harness.start_holding(reset_position)
+    # The bridge stamps the reset arm's state at the reset, a little before the status is taken.
+    reset_capture = probe.now - 0.001
+    harness.start_holding(reset_position, reset_capture)
     # A chunk the policy computed from an observation of the old episode must not run.
-    probe.send(chunk_msg(old_capture + 0.05, np.tile(HOME_POSITION, (H, 1))))
-    probe.wait_for_log('before episode 1 began')
+    probe.send(chunk_msg(reset_capture - 0.005, np.tile(HOME_POSITION, (H, 1))))
+    probe.wait_for_log('0.005 s before episode 1 began')
     for _ in range(10):
         np.testing.assert_allclose(probe.step(), reset_position)
+    # One computed from the reset arm's own joint state is the episode's first plan.
+    rows = line(reset_capture, reset_capture + DT * np.arange(1, H + 1), reset_position)
+    probe.send(chunk_msg(reset_capture, rows))
+    moved = probe.step(10) - reset_position
+    assert np.all(moved[:7] * VELOCITY[:7] > 0), moved
 
 
 def test_joint_trajectory_mode_sends_the_remaining_plan_and_holds(harness_factory):

@@ -47,8 +47,9 @@ Behaviour worth knowing:
   the last command. ``~/enable`` false is the e-stop: the last command is held (and keeps being
   published in forward_position mode, so the arm stays put); chunks are rejected until it is
   enabled again, which resumes from the held command without a jump.
-* When ``/sim/task_status`` reports a new ``episode`` the plan is dropped, chunks stamped before
-  the change are rejected, and the next joint state (the reset arm) is held.
+* When ``/sim/task_status`` reports a new ``episode`` the plan is dropped and the next joint
+  state (the reset arm) is held; chunks stamped before that joint state are rejected, one
+  computed from it is the episode's first plan.
 * ``realtime_priority`` > 0 (config/executor.yaml: 50, as ros2_control's controller_manager)
   runs the control loop, and in ``main`` every thread of the process, under SCHED_FIFO; where
   that is not permitted the node warns and runs with the normal scheduler. On a loaded machine
@@ -250,7 +251,7 @@ class ExecutorNode(Node):
         self._stale = False
         self._last_chunk_time = -math.inf
         self._episode: str | None = None
-        self._episode_start = -math.inf
+        self._episode_start: float | None = -math.inf
         self._counts = {'chunks_accepted': 0, 'chunks_rejected': 0, 'points_dropped': 0,
                         'stale_events': 0, 'immediate_commands': 0}
         self._last_rejection = ''
@@ -269,11 +270,13 @@ class ExecutorNode(Node):
             None if forward else self.create_publisher(
                 JointTrajectory, '/joint_trajectory_controller/joint_trajectory', reliable))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
+        # Created first, so that of messages waiting together the episode change is taken
+        # first: the bridge publishes it before the reset arm's joint state.
+        self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
+                                 reliable)
         self.create_subscription(JointState, '/joint_states', self._on_joint_state,
                                  qos_profile_sensor_data)
         self.create_subscription(JointTrajectory, '/policy/action_chunk', self._on_chunk,
-                                 reliable)
-        self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
                                  reliable)
         self.create_service(SetBool, '~/enable', self._on_enable)
 
@@ -367,6 +370,8 @@ class ExecutorNode(Node):
             self._command = measured
             self.plan.hold(measured, now)
             self._executing = False
+            if self._episode_start is None:
+                self._episode_start = stamp_to_seconds(msg.header.stamp) or now
         self._send_hold(measured)
         # An info line from this real-time process, just as perception takes the same joint
         # state, delayed perception by about 0.5 ms (bench ros): only the first hold gets one;
@@ -407,7 +412,7 @@ class ExecutorNode(Node):
             elif self._command is None:
                 verdict = ChunkVerdict(False, 'no /joint_states yet: the start position is '
                                        'unknown')
-            elif stamp < self._episode_start:
+            elif self._episode_start is not None and stamp < self._episode_start:
                 verdict = ChunkVerdict(False, f'stamped {self._episode_start - stamp:.3f} s '
                                        f'before episode {self._episode} began')
             else:
@@ -447,7 +452,7 @@ class ExecutorNode(Node):
             self._episode = episode
             if first:
                 return
-            self._episode_start = self.now()
+            self._episode_start = None  # the stamp of the reset arm's joint state, once held
             self.plan.clear()
             self._command = None
             self._executing = self._stale = False

@@ -140,6 +140,13 @@ class PerceptionNode(Node):
                                                  QoSProfile(depth=1))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics',
                                                      QoSProfile(depth=10))
+        # The episode change and the goal are created first, so that of messages waiting
+        # together they are taken first: the bridge publishes both before the reset arm's state,
+        # and a context must not pair the new arm with the old goal or history.
+        self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
+                                 QoSProfile(depth=10))
+        if spec.goal_dim:
+            self.create_subscription(PoseStamped, '/goal', self._on_goal, QoSProfile(depth=1))
         if {'joint_pos', 'joint_vel'} & set(spec.obs_shapes):
             self.create_subscription(JointState, '/joint_states', self._on_joint_state,
                                      qos_profile_sensor_data)
@@ -149,10 +156,6 @@ class PerceptionNode(Node):
         for key, topic in zip(spec.image_keys, image_topics):
             self.create_subscription(Image, topic, self._image_callback(key),
                                      qos_profile_sensor_data)
-        if spec.goal_dim:
-            self.create_subscription(PoseStamped, '/goal', self._on_goal, QoSProfile(depth=1))
-        self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
-                                 QoSProfile(depth=10))
         self.create_timer(params['diagnostics_period'], self._publish_diagnostics)
         self.get_logger().info(
             f'encoding {sorted(spec.obs_shapes)} from {directory} (checkpoint '

@@ -204,10 +204,12 @@ class PolicyNode(Node):
                            if params['publish_timing'] else None)
         self.entities = [
             self.chunk_pub, self.timing_pub,
-            self.create_subscription(Float32MultiArray, '/policy/context', self._on_context,
-                                     QoSProfile(depth=1), callback_group=self.group),
+            # Episode change first: of the two waiting together, the context is the newer (the
+            # perception node sends the new episode's first context after the change).
             self.create_subscription(DiagnosticStatus, '/sim/task_status', self._on_task_status,
                                      QoSProfile(depth=10), callback_group=self.group),
+            self.create_subscription(Float32MultiArray, '/policy/context', self._on_context,
+                                     QoSProfile(depth=1), callback_group=self.group),
         ]
         self.stop_worker.clear()
         self.worker = threading.Thread(target=self._work, name='policy-inference', daemon=True)
