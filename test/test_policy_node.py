@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 import threading
 import time
@@ -234,6 +235,24 @@ def test_configure_fails_cleanly_for_a_bad_checkpoint(graph_factory: Callable,
     assert node.policy is None
     wait_for(lambda: 'does not exist' in probe.latest_diagnostic().get('message', ''))
     assert probe.latest_diagnostic()['level'] in (DiagnosticStatus.ERROR, DiagnosticStatus.WARN)
+
+
+def test_destroyed_node_leaves_the_graph_at_once() -> None:
+    """Not whenever the garbage collector frees its lifecycle state machine (disabled here)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    gc.disable()
+    try:
+        node = PolicyNode(context=context, parameter_overrides=[
+            Parameter('autostart', value=False)])
+        watcher = Node('graph_watcher', context=context)
+        wait_for(lambda: 'policy' in watcher.get_node_names())
+        node.destroy_node()
+        wait_for(lambda: 'policy' not in watcher.get_node_names(), timeout=5.0)
+        watcher.destroy_node()
+    finally:
+        gc.enable()
+        rclpy.shutdown(context=context)
 
 
 def test_inference_parameters_map_to_policy_options(checkpoint: Path) -> None:

@@ -261,6 +261,18 @@ class PolicyNode(Node):
         with self.policy_lock:
             self.policy = None
 
+    def destroy_node(self) -> None:
+        """
+        Destroy the node and its lifecycle state machine now.
+
+        rclpy's ``destroy_node`` leaves the state machine, which keeps the node, its lifecycle
+        services and even the context's DDS participant (past ``rclpy.shutdown``) alive until the
+        garbage collector frees it, at any later moment: freed there, it once deadlocked a test
+        process inside FastDDS against another participant's discovery thread.
+        """
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     # ------------------------------------------------------------------ inputs
     def _problem(self, message: str) -> None:
         """Log a problem (throttled) and show it on /diagnostics until a period passes without."""
