@@ -117,7 +117,7 @@ def test_shipped_checkpoint_agrees_between_in_process_and_ros(tmp_path, name):
     Through the graph a chunk lands one inference time late, so the executor starts past its
     first row; a policy whose later rows are poor (TT with decoded states: 40 %) fails here.
     The median, not the mean: TT reach has a tail of episodes that circle the goal for seconds
-    in both modes (in-process, 4 of 30 took over 1.5 s against a median of 0.55 s). Two such
+    in both modes (in-process, 4 of 30 took over 1.5 s against a median of 0.53 s). Two such
     episodes among 5 put a ROS mean of 2.30 s [1.25, 3.24] clear of 0.59 s [0.26, 1.08].
     """
     from dp_tt_ros import paths
