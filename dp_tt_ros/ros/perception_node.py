@@ -59,8 +59,8 @@ from dp_tt_ros.ros.context import (
     NodeConfigError, resolve_checkpoint, RollingSamples, spin, stamp_to_ns, task_episode)
 from dp_tt_ros.ros.conversions import msg_to_rgb
 from dp_tt_ros.ros.process import (
-    CPU_WAKEUP_LATENCY_PARAMETER, float_range, hold_cpu_wakeup_latency, int_range,
-    request_realtime, run_node_process)
+    CPU_WAKEUP_LATENCY_PARAMETER, float_range, hold_cpu_wakeup_latency,
+    REALTIME_PRIORITY_PARAMETER, request_realtime, run_node_process)
 
 NODE_NAME = 'perception'
 LOWDIM_SOURCES = {'joint_pos': '/joint_states', 'joint_vel': '/joint_states',
@@ -84,9 +84,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                      'order; entries beyond the number of image keys are unused', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
-    'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
-                          'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
-                          'and keeps it too', int_range(0, 99)),
+    'realtime_priority': REALTIME_PRIORITY_PARAMETER,
     'cpu_wakeup_latency_us': CPU_WAKEUP_LATENCY_PARAMETER,
 }
 

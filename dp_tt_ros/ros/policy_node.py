@@ -59,7 +59,7 @@ from dp_tt_ros.ros.context import (
     task_episode)
 from dp_tt_ros.ros.process import (
     CPU_WAKEUP_LATENCY_PARAMETER, float_range, hold_cpu_wakeup_latency, int_range,
-    request_realtime, run_node_process)
+    REALTIME_PRIORITY_PARAMETER, request_realtime, run_node_process)
 
 NODE_NAME = 'policy'
 DEVICES = ('cpu', 'cuda')
@@ -99,9 +99,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     'publish_timing': (False, 'publish per-chunk timing on /policy/timing (for bench ros)', {}),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages',
                            float_range(0.05, 3600.0)),
-    'realtime_priority': (0, 'SCHED_FIFO priority of every thread of the node\'s process, set at '
-                          'start-up; 0 keeps the normal scheduler; without CAP_SYS_NICE it warns '
-                          'and keeps it too', int_range(0, 99)),
+    'realtime_priority': REALTIME_PRIORITY_PARAMETER,
     'cpu_wakeup_latency_us': CPU_WAKEUP_LATENCY_PARAMETER,
 }
 

@@ -91,6 +91,10 @@ def request_realtime(node: Node, priority: int) -> str:
     return f'SCHED_FIFO {priority}'
 
 
+REALTIME_PRIORITY_PARAMETER: tuple[Any, str, dict[str, Any]] = (
+    0, 'SCHED_FIFO priority of every thread of the node\'s process, set at start-up; 0 keeps the '
+    'normal scheduler; without CAP_SYS_NICE it warns and keeps it too', int_range(0, 99))
+
 CPU_WAKEUP_LATENCY_PARAMETER: tuple[Any, str, dict[str, Any]] = (
     -1, 'longest wake-up from idle, in microseconds, that any CPU may take while the process '
     'runs (Linux PM QoS via /dev/cpu_dma_latency); 0 keeps idle CPUs polling; -1 leaves the '
